@@ -1,0 +1,80 @@
+"""The bot's error tree: every failure a user can see has a type here and a short message for them.
+
+    BotError                      user_message: one short sentence safe to show in chat
+    ├── ConfigError               the deployment is misconfigured (operator's problem)
+    ├── InputError                what the user typed cannot be used (empty key, unknown subcommand)
+    ├── ModelError                the OpenAI-compatible endpoint failed
+    │   ├── InvalidApiKey         401/403: the key is wrong, revoked, or lacks access
+    │   ├── RateLimited           429: retry_after seconds, when the endpoint said
+    │   ├── ModelUnavailable      unknown model, 5xx, connection refused
+    │   └── ModelTimeout          no chunk within the idle timeout, or the overall cap passed
+    └── PlatformError             Slack / Discord / web refused a call
+        └── PlatformRateLimited   429 from the platform: retry_after seconds, shared by the budget
+
+Adapters catch BotError at their edge, log it, and show `user_message`; messages never contain a
+secret, so they are safe to log and to post.
+"""
+
+from __future__ import annotations
+
+
+class BotError(Exception):
+    """Base of every error the bot raises on purpose."""
+
+    user_message = "Something went wrong while answering."
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail or self.user_message)
+        self.detail = detail or self.user_message
+
+
+class ConfigError(BotError):
+    user_message = "The bot is not configured correctly; an operator needs to check its settings."
+
+
+class InputError(BotError):
+    """Bad input from a user; `detail` is the message to show them."""
+
+    user_message = "That input can't be used."
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.user_message = detail
+
+
+class ModelError(BotError):
+    user_message = "The language model failed to answer."
+
+
+class InvalidApiKey(ModelError):
+    user_message = (
+        "The API key was rejected by the model endpoint; an admin can set a new one with /setkey."
+    )
+
+
+class RateLimited(ModelError):
+    user_message = "The model endpoint is rate limiting this workspace; try again in a moment."
+
+    def __init__(self, detail: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class ModelUnavailable(ModelError):
+    user_message = "The model endpoint is unavailable or doesn't serve the configured model."
+
+
+class ModelTimeout(ModelError):
+    user_message = "The model took too long to answer."
+
+
+class PlatformError(BotError):
+    user_message = "The chat platform refused a request."
+
+
+class PlatformRateLimited(PlatformError):
+    user_message = "The chat platform is rate limiting the bot."
+
+    def __init__(self, retry_after: float, detail: str | None = None) -> None:
+        super().__init__(detail or f"rate limited; retry after {retry_after:.1f}s")
+        self.retry_after = retry_after

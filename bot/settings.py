@@ -1,0 +1,105 @@
+"""The one typed configuration of the bot, read from the environment first and then `.env`.
+
+Built once at start (`Settings()`) and passed down; nothing reads configuration at import time.
+Every field is documented in `.env.example`, and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_ids(value: object) -> object:
+    # Lists arrive from the environment as "1,2, 3"; pydantic would expect JSON otherwise.
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, int):
+        return [str(value)]
+    return value
+
+
+class Settings(BaseSettings):
+    """Deployment settings; names match ../shared/DESIGN.md (deployments and tests rely on them)."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # Where things live.
+    data_dir: Path = Path("./data")
+    knowledge_dir: Path = Path("./knowledge")
+
+    # The model endpoint.
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_api_key: SecretStr | None = None
+    chat_model: str = "gpt-5.4-mini"
+    embed_model: str = "text-embedding-3-small"
+    secret_key: SecretStr | None = None
+
+    # The one HTTP server.
+    host: str = "127.0.0.1"
+    port: int = Field(default=3000, ge=0, le=65535)
+
+    # Slack.
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_client_id: str | None = None
+    slack_client_secret: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    slack_admin_user_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # Discord.
+    discord_token: SecretStr | None = None
+    discord_api_url: str = "https://discord.com/api/v10"
+    discord_gateway_url: str = "wss://gateway.discord.gg"
+    discord_guild_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    discord_thread_per_question: bool = False
+
+    # Answers.
+    retrieval_top_k: int = Field(default=5, ge=1, le=50)
+    history_turns: int = Field(default=10, ge=0, le=100)
+    llm_idle_timeout: float = Field(default=30.0, gt=0)
+    llm_total_timeout: float = Field(default=300.0, gt=0)
+
+    # Platform rate budgets the streaming editor spends (calls per window, window in seconds).
+    slack_update_rate: int = Field(default=50, ge=1)
+    slack_update_window: float = Field(default=60.0, gt=0)
+    slack_post_rate: int = Field(default=1, ge=1)
+    slack_post_window: float = Field(default=1.0, gt=0)
+    discord_edit_rate: int = Field(default=5, ge=1)
+    discord_edit_window: float = Field(default=5.0, gt=0)
+
+    log_level: str = "INFO"
+
+    @field_validator("slack_admin_user_ids", "discord_guild_ids", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return _split_ids(value)
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        # slack_sdk joins method names onto the base URL, so it must end with "/".
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("openai_base_url", "discord_api_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "bot.db"
+
+    @property
+    def slack_enabled(self) -> bool:
+        return bool(self.slack_bot_token or self.slack_client_id)
+
+    @property
+    def discord_enabled(self) -> bool:
+        return self.discord_token is not None

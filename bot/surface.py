@@ -1,0 +1,64 @@
+"""The contract between the streaming editor and a platform: the few calls an adapter supplies.
+
+An adapter builds one `Surface` per answer (it knows the channel, the thread, the token); the
+editor in `bot/` decides when to post and edit, within the budgets the surface names. Budgets are
+identified by key, so every answer naming the same key shares one budget (Slack's chat.update is
+per workspace, chat.postMessage per channel; Discord's create/edit per channel).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class BudgetSpec:
+    """At most `rate` calls per `window` seconds, shared by every answer using `key`."""
+
+    key: str
+    rate: int
+    window: float
+
+
+@dataclass(frozen=True)
+class Final:
+    """Passed with the last write of a finished answer.
+
+    `answer_id` is the stored answer's id (adapters attach 👍/👎 buttons carrying it); it is None
+    when the answer failed or was cancelled, so no feedback buttons appear then.
+    """
+
+    answer_id: int | None
+
+
+class Surface(Protocol):
+    """Where one answer is shown. Calls raise `bot.errors.PlatformRateLimited` on a 429 and
+    `bot.errors.PlatformError` on any other refusal; the editor handles both."""
+
+    @property
+    def max_size(self) -> int:
+        """The largest message, in `measure` units, the platform accepts reliably."""
+        ...
+
+    @property
+    def edit_budget(self) -> BudgetSpec: ...
+
+    @property
+    def post_budget(self) -> BudgetSpec: ...
+
+    def measure(self, text: str) -> int:
+        """Size of rendered text as the platform counts it (Discord: characters; Slack: bytes)."""
+        ...
+
+    def render(self, markdown: str) -> str:
+        """Markdown to the platform's own format (Slack mrkdwn; Discord and web: unchanged)."""
+        ...
+
+    async def post(self, text: str, *, final: Final | None = None) -> str:
+        """Post a new message of the answer; returns its id for later edits."""
+        ...
+
+    async def edit(self, message_id: str, text: str, *, final: Final | None = None) -> None:
+        """Replace the text of a message this answer posted."""
+        ...
