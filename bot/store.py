@@ -203,7 +203,7 @@ class Store:
         return answer_id
 
     async def set_feedback(self, message_id: int, value: int, *, user: str, workspace: str) -> bool:
-        """Record 👍 (1) or 👎 (-1) on an answer of `workspace`; False if there is no such answer."""
+        """Record 👍 (1) or 👎 (-1) on an answer of `workspace`; False if there is none."""
         if value not in (-1, 1):
             raise ValueError("feedback is -1 or 1")
         async with self._transaction() as db:
