@@ -26,7 +26,12 @@ class Settings(BaseSettings):
     """Deployment settings; names match ../shared/DESIGN.md (deployments and tests rely on them)."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        # "OPENAI_API_KEY=" in .env means unset, not an empty key.
+        env_ignore_empty=True,
     )
 
     # Where things live.
