@@ -276,6 +276,50 @@ class Store:
                 (name, value),
             )
 
+    # -- Slack OAuth installations and OAuth state --------------------------------------------
+
+    async def save_slack_installation(self, installation: str, data: str) -> None:
+        """Store a Slack installation's JSON (it holds tokens) sealed and bound to its id."""
+        sealed = self._vault.encrypt(data, workspace=installation)
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO slack_installations (installation, ciphertext) VALUES (?, ?) "
+                "ON CONFLICT (installation) DO UPDATE SET ciphertext = excluded.ciphertext, "
+                "installed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+                (installation, sealed),
+            )
+
+    async def get_slack_installation(self, installation: str) -> str | None:
+        async with self._db.execute(
+            "SELECT ciphertext FROM slack_installations WHERE installation = ?", (installation,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return self._vault.decrypt(bytes(row[0]), workspace=installation) if row else None
+
+    async def delete_slack_installation(self, installation: str) -> bool:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "DELETE FROM slack_installations WHERE installation = ?", (installation,)
+            )
+            return cursor.rowcount == 1
+
+    async def issue_oauth_state(self, state: str, expires_at: float) -> None:
+        """Remember an OAuth state value until `expires_at` (unix time); drops expired ones."""
+        async with self._transaction() as db:
+            await db.execute("DELETE FROM oauth_states WHERE expires_at < ?", (time.time(),))
+            await db.execute(
+                "INSERT INTO oauth_states (state, expires_at) VALUES (?, ?)", (state, expires_at)
+            )
+
+    async def consume_oauth_state(self, state: str) -> bool:
+        """True once for a state issued and not yet expired; it is gone afterwards."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "DELETE FROM oauth_states WHERE state = ? AND expires_at >= ?",
+                (state, time.time()),
+            )
+            return cursor.rowcount == 1
+
 
 async def _ensure_conversation(db: aiosqlite.Connection, thread_key: str, workspace: str) -> int:
     await db.execute(
