@@ -3,9 +3,11 @@
 One `Budget` per key (Slack's workspace-wide chat.update, a channel's chat.postMessage, a Discord
 channel's create/edit), shared by every answer that names the key. Two limits hold at once: a
 sliding-window log guarantees that no window of `window` seconds ever carries more than `rate`
-calls, and a token bucket holding only `BURST_SPAN` seconds' worth of calls spreads the rest
-evenly (Slack's 50 a minute go out as a burst of 5, then one every 1.2 s, not 50 at once and
-then a minute of silence). A 429 pauses the whole budget for its Retry-After.
+calls, and a token bucket holding only `BURST` calls spreads the rest evenly: two calls may go
+back to back (an answer's placeholder, then its first text), then one every window/rate seconds
+(Slack's 50 a minute: one every 1.2 s, not 50 at once and then a minute of silence; a larger
+bucket would let the log alternate bursts and stalls). A 429 pauses the whole budget for its
+Retry-After.
 
 Waiters are served by rank, evaluated at the moment a call is granted (so an answer whose final
 text arrived while it queued is promoted): placeholders first, then first visible text and final
@@ -30,8 +32,8 @@ from bot.surface import BudgetSpec
 
 log = logging.getLogger(__name__)
 
-# Seconds of budget that may be spent back to back (placeholder, then first text, at once).
-BURST_SPAN = 5.0
+# Calls that may go out back to back before the even spacing applies.
+BURST = 2
 # Float slack when comparing refilled tokens against one whole call.
 EPSILON = 1e-9
 
@@ -60,7 +62,7 @@ class Budget:
 
     def __init__(self, spec: BudgetSpec, clock: Clock) -> None:
         self.spec = spec
-        self.burst = max(1, min(spec.rate, math.ceil(spec.rate * BURST_SPAN / spec.window)))
+        self.burst = max(1, min(spec.rate, BURST))
         # Calls allowed in flight at once: the burst; more would only queue at the platform.
         self.max_in_flight = self.burst
         self._clock = clock

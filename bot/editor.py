@@ -1,0 +1,332 @@
+"""The streaming editor: text deltas in, messages that grow in place out, on every platform.
+
+`Editor` is one per process and owns the shared rate budgets; `editor.stream(surface)` gives one
+`AnswerStream` per answer. Each stream runs a single task that, whenever the text has changed,
+asks the right budget for a call, and only when the call is granted lays out what the messages
+should now show: everything that arrived while it waited goes into that one write, and nothing is
+written when nothing changed. The first post and the first visible text and the final writes
+outrank interim edits in every budget, so a saturated budget shows fewer intermediate states but
+never drops or delays an answer's start and end. Adapters supply only `bot.surface.Surface`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from enum import Enum
+
+from bot.budget import Budget, Budgets, Priority, Rank
+from bot.clock import Clock, LoopClock
+from bot.errors import PlatformError, PlatformRateLimited
+from bot.splitting import Part, close_open, next_prefix, split
+from bot.surface import Final, Surface
+
+log = logging.getLogger(__name__)
+
+PLACEHOLDER = "_Thinking…_"
+MARKER = "⏳"  # shown at the end of an answer still being written
+WARNING_SIGN = "⚠️"
+CANCELLED_NOTE = "_Cancelled._"
+EMPTY_ANSWER = "_No answer._"
+SECTION_BREAK = "\n\n"
+# Refusals other than 429 are retried this many times per write, backing off from RETRY_BACKOFF
+# seconds (doubling), then that write is given up and logged.
+MAX_ATTEMPTS = 3
+RETRY_BACKOFF = 1.0
+# 429s honoured per write before giving it up: a platform that never stops refusing must not
+# keep a finished answer waiting forever.
+MAX_RATE_LIMITED = 10
+# Writes given up before the stream stops writing at all (the channel is gone, the token revoked).
+MAX_GIVE_UPS = 3
+
+
+class Ending(Enum):
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass
+class _Message:
+    id: str
+    shown: str  # the rendered text the platform last accepted
+
+
+@dataclass(frozen=True)
+class _Write:
+    index: int  # which message of the answer; == number posted means a new post
+    text: str  # rendered
+    final: Final | None
+    shows_text: bool  # carries some of the answer, not just the placeholder
+
+
+@dataclass
+class Timings:
+    """When things happened to one answer, in clock time (for the benchmark and logs)."""
+
+    started: float | None = None
+    first_delta: float | None = None
+    first_post: float | None = None
+    first_text: float | None = None  # the first write showing any of the answer landed
+    ended: float | None = None  # finish/fail/cancel was called
+    final: float | None = None  # the final write landed
+    writes: int = 0
+    given_up: int = 0
+    refused: list[str] = field(default_factory=list)
+
+
+class Editor:
+    """One per process: owns the budgets registry every answer's stream draws on."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock or LoopClock()
+        self.budgets = Budgets(self.clock)
+
+    def stream(self, surface: Surface) -> AnswerStream:
+        return AnswerStream(self, surface)
+
+
+class AnswerStream:
+    """One answer being written into one surface; `push` deltas, then finish, fail or cancel."""
+
+    def __init__(self, editor: Editor, surface: Surface) -> None:
+        self._surface = surface
+        self._clock = editor.clock
+        self._edit_budget: Budget = editor.budgets.get(surface.edit_budget)
+        self._post_budget: Budget = editor.budgets.get(surface.post_budget)
+        self._chunks: list[str] = []
+        self._joined = ""
+        self._frozen: list[Part] = []  # parts whose messages will not change until the end
+        self._frozen_rendered: list[str] = []
+        self._frozen_length = 0
+        self._messages: list[_Message] = []
+        self._ending: tuple[Ending, str, Final] | None = None
+        self._final_delivered = False
+        self._dead = False
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._urgent_since = 0.0
+        self._last_visible = 0.0
+        self._text_shown = False
+        self.timings = Timings()
+
+    # The API the conversation calls.
+
+    @property
+    def text(self) -> str:
+        """The answer's markdown so far (without footer or end notes)."""
+        if len(self._chunks) > 1:
+            self._chunks = ["".join(self._chunks)]
+        return self._chunks[0] if self._chunks else ""
+
+    @property
+    def messages(self) -> list[str]:
+        """Ids of the messages posted so far, in order."""
+        return [m.id for m in self._messages]
+
+    async def start(self) -> None:
+        """Queue the placeholder at the top priority of the post budget and return at once.
+
+        It does not wait for the post to land: retrieval and the model call start meanwhile, and
+        if text arrives before the post's turn comes, that text is posted instead.
+        """
+        self._ensure_task()
+        await asyncio.sleep(0)  # let the stream's task queue its post
+
+    def push(self, delta: str) -> None:
+        """Append markdown; never blocks. The stream's task shows it at the budget's pace."""
+        if not delta:
+            return
+        if self._ending is not None:
+            log.warning("text pushed after the answer ended; ignored")
+            return
+        now = self._clock.monotonic()
+        if self.timings.first_delta is None:
+            self.timings.first_delta = now
+            self._urgent_since = now
+        self._chunks.append(delta)
+        self._wake.set()
+
+    async def finish(self, footer_markdown: str, final: Final) -> None:
+        """Done: marker removed, `footer_markdown` appended; returns once delivered."""
+        await self._end(Ending.DONE, footer_markdown, final)
+
+    async def fail(self, warning: str) -> None:
+        """Failed: the partial text stays, with a short warning under it."""
+        await self._end(Ending.FAILED, warning, Final(None))
+
+    async def cancel(self) -> None:
+        """Cancelled: the partial text stays, with a note under it."""
+        await self._end(Ending.CANCELLED, "", Final(None))
+
+    # The stream's task.
+
+    def _ensure_task(self) -> None:
+        if self._task is None:
+            self.timings.started = self._clock.monotonic()
+            self._task = asyncio.create_task(self._run(), name="answer stream")
+
+    async def _end(self, ending: Ending, extra: str, final: Final) -> None:
+        if self._ending is None:
+            self._ending = (ending, extra, final)
+            self.timings.ended = self._urgent_since = self._clock.monotonic()
+            self._wake.set()
+        self._ensure_task()
+        assert self._task is not None
+        # Shielded: a caller cancelled while waiting must not leave the message "thinking".
+        await asyncio.shield(self._task)
+
+    async def _run(self) -> None:
+        try:
+            while not self._dead:
+                write = self._next_write()
+                if write is None:
+                    if self._ending is not None:
+                        return
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                await self._deliver(write.index >= len(self._messages))
+        except Exception:
+            # A bug here must not take the conversation down with it; the answer is stored.
+            log.exception("answer stream failed; its messages may be incomplete")
+
+    async def _deliver(self, posting: bool) -> None:
+        budget = self._post_budget if posting else self._edit_budget
+        refusals = rate_limited = 0
+        while True:
+            retry_in = 0.0
+            async with budget.slot(self._rank):
+                # Laid out only now, so this one call carries everything that arrived meanwhile.
+                write = self._next_write()
+                if write is None or (write.index >= len(self._messages)) != posting:
+                    return  # nothing to do on this budget after all; the loop looks again
+                try:
+                    await self._call(write)
+                    return
+                except PlatformRateLimited as error:
+                    budget.pause(error.retry_after)
+                    rate_limited += 1
+                    if rate_limited > MAX_RATE_LIMITED:
+                        self._give_up(write, error)
+                        return
+                except PlatformError as error:
+                    refusals += 1
+                    if refusals >= MAX_ATTEMPTS:
+                        self._give_up(write, error)
+                        return
+                    retry_in = RETRY_BACKOFF * 2 ** (refusals - 1)
+            if retry_in:
+                await self._clock.sleep(retry_in)
+
+    async def _call(self, write: _Write) -> None:
+        surface = self._surface
+        if write.index >= len(self._messages):
+            message_id = await surface.post(write.text, final=write.final)
+            self._messages.append(_Message(message_id, write.text))
+            if self.timings.first_post is None:
+                self.timings.first_post = self._clock.monotonic()
+        else:
+            message = self._messages[write.index]
+            await surface.edit(message.id, write.text, final=write.final)
+            message.shown = write.text
+        now = self._last_visible = self._clock.monotonic()
+        self.timings.writes += 1
+        if write.shows_text and not self._text_shown:
+            self._text_shown = True
+            self.timings.first_text = now
+        if write.final is not None:
+            self._final_delivered = True
+            self.timings.final = now
+
+    def _give_up(self, write: _Write, error: PlatformError) -> None:
+        log.warning("giving up a write to message %d of an answer: %s", write.index, error.detail)
+        self.timings.given_up += 1
+        self.timings.refused.append(error.detail)
+        if write.index < len(self._messages):
+            self._messages[write.index].shown = write.text  # don't retry this content
+        if write.final is not None:
+            self._final_delivered = True
+        if self.timings.given_up >= MAX_GIVE_UPS:
+            log.error("the platform keeps refusing this answer's writes; stopping its stream")
+            self._dead = True
+
+    def _rank(self) -> Rank:
+        if not self._messages:
+            return (Priority.PLACEHOLDER, self.timings.started or 0.0)
+        if self._ending is not None or (not self._text_shown and self._chunks):
+            return (Priority.URGENT, self._urgent_since)
+        return (Priority.INTERIM, self._last_visible)
+
+    # Layout: what each message should show now.
+
+    def _next_write(self) -> _Write | None:
+        desired, shows_text = self._layout()
+        last = len(desired) - 1
+        final = self._ending[2] if self._ending is not None else None
+        for index, text in enumerate(desired):
+            if index >= len(self._messages) or self._messages[index].shown != text:
+                return _Write(index, text, final if index == last else None, shows_text)
+        if final is not None and not self._final_delivered:
+            return _Write(last, desired[last], final, shows_text)
+        return None
+
+    def _layout(self) -> tuple[list[str], bool]:
+        document, interim = self._document()
+        if not document:
+            return [self._surface.render(PLACEHOLDER)], False
+        tail = document[self._frozen_length :]
+        prefix = next_prefix(self._frozen[-1]) if self._frozen else ""
+        parts = split(tail, self._fits, prefix, self._fits_interim if interim else self._fits)
+        if interim:
+            # The text only grows, so a full message never changes again until the end.
+            for part in parts[:-1]:
+                self._frozen.append(part)
+                self._frozen_rendered.append(self._show(part, marker=False))
+                self._frozen_length += len(part.body)
+            parts = parts[-1:]
+        shown = [
+            self._show(part, marker=interim and i == len(parts) - 1) for i, part in enumerate(parts)
+        ]
+        return self._frozen_rendered + shown, True
+
+    def _document(self) -> tuple[str, bool]:
+        """The markdown to show, and whether it is still being written."""
+        text = self.text
+        if self._ending is None:
+            return text, True
+        ending, extra, _ = self._ending
+        if ending is Ending.DONE:
+            note = extra.strip()
+            if not text and not note:
+                return EMPTY_ANSWER, False
+        elif ending is Ending.FAILED:
+            note = f"{WARNING_SIGN} {extra.strip()}"
+        else:
+            note = CANCELLED_NOTE
+        if not note:
+            return text, False
+        if not text.strip():
+            return note, False
+        # Trailing whitespace goes, but never from text a full message already shows.
+        kept = text[: self._frozen_length] + text[self._frozen_length :].rstrip()
+        return kept + SECTION_BREAK + note, False
+
+    def _show(self, part: Part, *, marker: bool) -> str:
+        markdown = close_open(part.text)
+        if marker:
+            markdown = markdown.rstrip()
+            last_line = markdown.rsplit("\n", 1)[-1]
+            # A closing fence must stand alone on its line.
+            gap = "\n" if last_line.lstrip().startswith(("```", "~~~")) else " "
+            markdown = f"{markdown}{gap}{MARKER}" if markdown else MARKER
+        return self._surface.render(markdown)
+
+    def _fits(self, part: Part) -> bool:
+        surface = self._surface
+        return surface.measure(self._show(part, marker=False)) <= surface.max_size
+
+    def _fits_interim(self, part: Part) -> bool:
+        surface = self._surface
+        return surface.measure(self._show(part, marker=True)) <= surface.max_size

@@ -1,0 +1,189 @@
+"""Shared rate budgets: window limits, even spacing, priorities, 429 pauses, bounded concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from bot.budget import Budget, Budgets, Priority, Rank
+from bot.clock import VirtualClock
+from bot.surface import BudgetSpec
+
+SLACK_UPDATE = BudgetSpec("slack:T1:update", 50, 60.0)
+DISCORD_CHANNEL = BudgetSpec("discord:1:2", 5, 5.0)
+
+
+def most_in_any_window(times: list[float], window: float) -> int:
+    """The most calls any half-open window [t, t + window) holds, checked at every call."""
+    times = sorted(times)
+    return max(sum(1 for u in times if t <= u < t + window) for t in times)
+
+
+def interim(since: float = 0.0) -> Callable[[], Rank]:
+    return lambda: (Priority.INTERIM, since)
+
+
+async def take(
+    budget: Budget,
+    rank: Callable[[], Rank],
+    log: list[float],
+    clock: VirtualClock,
+    hold: float = 0.1,
+) -> None:
+    async with budget.slot(rank):
+        log.append(clock.monotonic())
+        await clock.sleep(hold)
+
+
+@pytest.mark.parametrize("spec", [SLACK_UPDATE, DISCORD_CHANNEL, BudgetSpec("post", 1, 1.0)])
+def test_no_window_ever_carries_more_than_the_rate(spec: BudgetSpec) -> None:
+    clock = VirtualClock()
+    grants: list[float] = []
+
+    async def main() -> None:
+        budget = Budget(spec, clock)
+
+        async def answer() -> None:
+            for _ in range(15):
+                await take(budget, interim(), grants, clock)
+
+        await asyncio.gather(*(answer() for _ in range(20)))
+
+    clock.run(main())
+    assert len(grants) == 300
+    assert most_in_any_window(grants, spec.window) <= spec.rate
+
+
+def test_slack_updates_are_spread_evenly_not_burst() -> None:
+    clock = VirtualClock()
+    grants: list[float] = []
+
+    async def main() -> None:
+        budget = Budget(SLACK_UPDATE, clock)
+        await asyncio.gather(*(take(budget, interim(), grants, clock) for _ in range(60)))
+
+    clock.run(main())
+    # Never more than two back to back (a placeholder and a first text); the first 50 calls
+    # spread across the minute instead of going out at once and then stalling for a minute.
+    assert most_in_any_window(grants, 60.0 / 50) <= 2
+    assert grants[49] >= 57.0
+    assert grants[-1] < 75.0
+
+
+def test_placeholders_then_urgent_writes_then_fair_interim_edits() -> None:
+    clock = VirtualClock()
+    order: list[str] = []
+
+    async def main() -> None:
+        budget = Budget(BudgetSpec("k", 1, 1.0), clock)
+        async with budget.slot(interim()):  # holds the budget while the others queue
+            waiters = [
+                ("interim-recent", (Priority.INTERIM, 50.0)),
+                ("interim-oldest", (Priority.INTERIM, 10.0)),
+                ("urgent", (Priority.URGENT, 30.0)),
+                ("placeholder", (Priority.PLACEHOLDER, 40.0)),
+            ]
+            tasks = [
+                asyncio.create_task(slot_then_log(budget, rank, name, order))
+                for name, rank in waiters
+            ]
+            await asyncio.sleep(0)
+        await asyncio.gather(*tasks)
+
+    async def slot_then_log(budget: Budget, rank: Rank, name: str, log: list[str]) -> None:
+        async with budget.slot(lambda: rank):
+            log.append(name)
+
+    clock.run(main())
+    assert order == ["placeholder", "urgent", "interim-oldest", "interim-recent"]
+
+
+def test_rank_is_read_when_granting_so_a_final_write_is_promoted() -> None:
+    clock = VirtualClock()
+    order: list[str] = []
+    finished = {"late": False}
+
+    async def main() -> None:
+        budget = Budget(BudgetSpec("k", 1, 1.0), clock)
+
+        def late_rank() -> Rank:
+            return (Priority.URGENT, 99.0) if finished["late"] else (Priority.INTERIM, 99.0)
+
+        async def one(name: str, rank: Callable[[], Rank]) -> None:
+            async with budget.slot(rank):
+                order.append(name)
+
+        async with budget.slot(interim()):
+            tasks = [
+                asyncio.create_task(one("early", interim(1.0))),
+                asyncio.create_task(one("late", late_rank)),
+            ]
+            await asyncio.sleep(0)
+            finished["late"] = True  # the answer finished while its edit was queued
+        await asyncio.gather(*tasks)
+
+    clock.run(main())
+    assert order == ["late", "early"]
+
+
+def test_a_429_pauses_everyone_sharing_the_budget() -> None:
+    clock = VirtualClock()
+    grants: list[float] = []
+
+    async def main() -> None:
+        budget = Budget(DISCORD_CHANNEL, clock)
+        await take(budget, interim(), grants, clock)
+        budget.pause(30.0)
+        await asyncio.gather(*(take(budget, interim(), grants, clock) for _ in range(3)))
+
+    clock.run(main())
+    assert grants[0] == 0.0
+    assert all(t >= 30.0 for t in grants[1:])
+
+
+def test_calls_in_flight_never_exceed_the_burst() -> None:
+    clock = VirtualClock()
+    in_flight = {"now": 0, "most": 0}
+
+    async def main() -> None:
+        budget = Budget(BudgetSpec("k", 100, 1.0), clock)  # rate alone would allow 100 at once
+
+        async def slow_call() -> None:
+            async with budget.slot(interim()):
+                in_flight["now"] += 1
+                in_flight["most"] = max(in_flight["most"], in_flight["now"])
+                await clock.sleep(5.0)  # a platform call that hangs for a while
+                in_flight["now"] -= 1
+
+        await asyncio.gather(*(slow_call() for _ in range(20)))
+
+    clock.run(main())
+    assert in_flight["most"] == 2
+
+
+def test_a_cancelled_waiter_leaves_no_trace() -> None:
+    clock = VirtualClock()
+    grants: list[float] = []
+
+    async def main() -> None:
+        budget = Budget(BudgetSpec("k", 1, 10.0), clock)
+        await take(budget, interim(), grants, clock)
+        waiter = asyncio.create_task(take(budget, interim(), grants, clock))
+        await clock.sleep(1.0)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert budget.waiting == 0
+        await take(budget, interim(), grants, clock)
+
+    clock.run(main())
+    assert grants == [0.0, 10.0]
+
+
+def test_the_registry_shares_one_budget_per_key() -> None:
+    budgets = Budgets(VirtualClock())
+    first = budgets.get(BudgetSpec("slack:T1:update", 50, 60.0))
+    assert budgets.get(BudgetSpec("slack:T1:update", 50, 60.0)) is first
+    assert budgets.get(BudgetSpec("slack:T2:update", 50, 60.0)) is not first
