@@ -1,0 +1,83 @@
+"""Every text the bot sends a model, and the fixed answers it gives without one.
+
+Kept apart from the code that uses them so wording can be tuned (and reviewed) in one place.
+Passages are numbered [1], [2], ... in the order given; the answer cites those numbers, and the
+sources listed under the answer carry the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.citations import Source
+
+ANSWER_SYSTEM = """\
+You answer questions for a team, using only the numbered passages from their documents that \
+come with each question.
+
+- Base every statement on the passages. Cite the passages you use with their numbers in square \
+brackets, like [1] or [2][3], right after the statement they support.
+- If the passages don't contain the answer, say plainly that the documents don't cover it. Do \
+not guess, and do not answer from general knowledge.
+- Be brief and direct: a few sentences or a short list. Use light Markdown (bold, lists, inline \
+code); no tables, no headings.
+- Earlier messages in the conversation are context for follow-up questions; the passages are \
+your only source of facts.
+"""
+
+CONDENSE_SYSTEM = """\
+Rewrite the user's follow-up question as one standalone question that can be understood \
+without the conversation: resolve pronouns and references, keep names, numbers and technical \
+terms. Reply with the question only, in the user's language.
+"""
+
+DONT_KNOW = (
+    "I couldn't find anything about that in the documents I answer from, so I don't know. "
+    "Try asking with different words, or ask a person who knows the topic."
+)
+
+NO_KEY_INTRO = (
+    "This workspace has no API key for the language model yet, so I can't write an answer. "
+    "These passages from the documents look most relevant:"
+)
+NO_KEY_OUTRO = "An admin can set a key with `/setkey` to get written answers with citations."
+
+PASSAGE_PROMPT_CHARS = 4000  # a passage longer than this is cut in the prompt
+CONDENSE_TURN_CHARS = 600  # each earlier message is cut to this in the condensing prompt
+
+
+def passages_block(sources: Sequence[Source], texts: Sequence[str]) -> str:
+    """The numbered passages as the model sees them."""
+    parts = []
+    for source, text in zip(sources, texts, strict=True):
+        parts.append(f"[{source.number}] {source.label}\n{clip(text, PASSAGE_PROMPT_CHARS)}")
+    return "\n\n".join(parts)
+
+
+def answer_request(question: str, sources: Sequence[Source], texts: Sequence[str]) -> str:
+    """The final user message: the passages, then the question."""
+    return f"Passages:\n\n{passages_block(sources, texts)}\n\nQuestion: {question}"
+
+
+def condense_request(transcript: Sequence[tuple[str, str]], question: str) -> str:
+    """The user message asking for a standalone question; `transcript` is (role, text) pairs."""
+    lines = [f"{role.capitalize()}: {clip(text, CONDENSE_TURN_CHARS)}" for role, text in transcript]
+    return "Conversation:\n" + "\n".join(lines) + f"\n\nFollow-up question: {question}"
+
+
+def no_key_passage(source: Source) -> str:
+    """One passage in the answer given without a model: its number, where it is from, an excerpt."""
+    quoted = "\n".join(f"> {line}" if line else ">" for line in source.excerpt.splitlines())
+    return f"[{source.number}] {source.label}\n{quoted}"
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut at a word boundary to at most `limit` characters, marked with an ellipsis."""
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip() + "…"
