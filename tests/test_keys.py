@@ -1,0 +1,121 @@
+"""bot/keys.py: /setkey validates with the endpoint, stores encrypted, and never leaks the key."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.errors import InputError, InvalidApiKey, ModelUnavailable
+from bot.keys import MAX_KEY_LENGTH, KeyAdmin
+from bot.settings import Settings
+from bot.store import Store
+from bot.vault import Vault, load_master_key
+from tests.fake_openai import FAKE_KEY, FakeOpenAI
+
+WORKSPACE = "slack:T1"
+GOOD_KEY = "sk-proj-Workspace1Key0000AbCd"
+
+
+@pytest.fixture
+async def store(fake_settings: Settings) -> AsyncIterator[Store]:
+    vault = Vault(load_master_key(None, fake_settings.data_dir))
+    store = await Store.open(fake_settings.database_path, vault)
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+def admin(fake_settings: Settings, store: Store, fake_openai: FakeOpenAI) -> KeyAdmin:
+    assert fake_openai.keys is not None
+    fake_openai.keys.add(GOOD_KEY)
+    return KeyAdmin(fake_settings, store)
+
+
+async def test_set_validates_then_stores_and_reports_last4(
+    admin: KeyAdmin, store: Store, fake_openai: FakeOpenAI
+) -> None:
+    assert await admin.status(WORKSPACE) is None
+    assert await admin.set(WORKSPACE, f"  {GOOD_KEY}\n", by="U123") == "AbCd"
+    (request,) = fake_openai.requests
+    assert (request.method, request.path, request.api_key) == ("GET", "/v1/models", GOOD_KEY)
+    assert await store.get_api_key(WORKSPACE) == GOOD_KEY
+    assert await admin.status(WORKSPACE) == "AbCd"
+    assert await admin.status("discord:99") is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "complaint"),
+    [
+        ("", "Paste the API key"),
+        (" \t\n", "Paste the API key"),
+        ("sk-abc def", "contains spaces"),
+        ("sk-abc\x00def", "characters a key can't have"),
+        ("sk-ключ-123", "characters a key can't have"),
+        ("sk-" + "a" * MAX_KEY_LENGTH, "longer than"),
+    ],
+)
+async def test_garbled_input_is_refused_with_a_clear_message(
+    admin: KeyAdmin, store: Store, fake_openai: FakeOpenAI, raw: str, complaint: str
+) -> None:
+    with pytest.raises(InputError) as caught:
+        await admin.set(WORKSPACE, raw, by="U123")
+    assert complaint in caught.value.user_message
+    assert fake_openai.requests == []
+    assert await store.get_api_key(WORKSPACE) is None
+
+
+async def test_rejected_key_is_not_stored_and_the_old_one_stays(
+    admin: KeyAdmin, store: Store
+) -> None:
+    await admin.set(WORKSPACE, GOOD_KEY, by="U123")
+    wrong = "sk-proj-TypoInTheKey0000WXYZ"
+    with pytest.raises(InvalidApiKey) as caught:
+        await admin.set(WORKSPACE, wrong, by="U123")
+    assert wrong not in str(caught.value)
+    assert await store.get_api_key(WORKSPACE) == GOOD_KEY
+
+
+async def test_unreachable_endpoint_is_unavailable_and_nothing_is_stored(
+    fake_settings: Settings, store: Store
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = fake_settings.model_copy(update={"openai_base_url": f"http://127.0.0.1:{port}/v1"})
+    with pytest.raises(ModelUnavailable):
+        await KeyAdmin(settings, store).set(WORKSPACE, GOOD_KEY, by="U123")
+    assert await store.get_api_key(WORKSPACE) is None
+
+
+async def test_clear_removes_the_key(admin: KeyAdmin) -> None:
+    assert await admin.clear(WORKSPACE) is False
+    await admin.set(WORKSPACE, FAKE_KEY, by="U123")
+    assert await admin.clear(WORKSPACE) is True
+    assert await admin.status(WORKSPACE) is None
+    assert await admin.clear(WORKSPACE) is False
+
+
+async def test_key_never_reaches_logs_or_the_database_file(
+    admin: KeyAdmin, store: Store, fake_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    await admin.set(WORKSPACE, GOOD_KEY, by="U123")
+    await admin.status(WORKSPACE)
+    with pytest.raises(InvalidApiKey):
+        await admin.set("slack:T2", "sk-proj-AnotherSecretKey9999", by="U7")
+    assert caplog.records, "nothing was logged, so this test would prove nothing"
+    assert GOOD_KEY not in caplog.text
+    assert "sk-proj-AnotherSecretKey9999" not in caplog.text
+
+    def database_bytes() -> bytes:
+        files = Path(fake_settings.data_dir).glob("bot.db*")  # the file, its WAL and index
+        return b"".join(file.read_bytes() for file in files)
+
+    assert b"slack:T1" in database_bytes()  # the row is there, in some file we read
+    assert GOOD_KEY.encode() not in database_bytes()
+    await store.close()  # checkpoints the WAL into the main file
+    assert GOOD_KEY.encode() not in database_bytes()
