@@ -434,34 +434,8 @@ INJECTIONS = [
 
 
 SAFE_TAGS = frozenset(
-    [
-        "p",
-        "a",
-        "strong",
-        "em",
-        "code",
-        "pre",
-        "ul",
-        "ol",
-        "li",
-        "table",
-        "thead",
-        "tbody",
-        "tr",
-        "th",
-        "td",
-        "del",
-        "s",
-        "h1",
-        "h2",
-        "h3",
-        "h4",
-        "h5",
-        "h6",
-        "blockquote",
-        "hr",
-        "br",
-    ]
+    {"p", "a", "strong", "em", "code", "pre", "ul", "ol", "li", "table", "thead", "tbody", "tr"}
+    | {"th", "td", "del", "s", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "hr", "br"}
 )
 
 

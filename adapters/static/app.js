@@ -119,15 +119,19 @@
     const bar = document.createElement("div");
     bar.className = "feedback";
     const choices = [
-      [1, "👍", "Helpful"],
-      [-1, "👎", "Not helpful"],
+      [1, "thumb-up", "Helpful"],
+      [-1, "thumb-down", "Not helpful"],
     ];
     const forConversation = conversation;
-    for (const [value, symbol, label] of choices) {
+    for (const [value, icon, label] of choices) {
       const button = document.createElement("button");
       button.type = "button";
       button.className = "button button-icon";
-      button.textContent = symbol;
+      button.title = label;
+      const glyph = document.createElement("span");
+      glyph.className = "icon icon-" + icon;
+      glyph.setAttribute("aria-hidden", "true");
+      button.append(glyph);
       button.setAttribute("aria-label", label);
       button.setAttribute("aria-pressed", String(current === value));
       button.addEventListener("click", async () => {

@@ -1,0 +1,290 @@
+"""The web chat in a real headless browser (Debian's chromium driven by playwright): typing,
+streaming, sources, reload, a new chat, injections rendered inert, and the key form.
+
+Needs /usr/bin/chromium and the playwright package: `scripts/install-browser.sh` installs both.
+Without them these tests fail (they never skip), naming that script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from adapters.web import WORKSPACE, add_web_routes
+from bot.citations import Source
+from bot.settings import Settings
+from bot.store import Store
+from bot.vault import Vault
+from tests.test_web import FakeConversations, FakeCore, FakeKeys
+
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+INSTALL_HINT = "run scripts/install-browser.sh (as root) to install chromium and playwright"
+# Flags for root on a closed network: no sandbox (root), nothing that phones home.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WAIT_MS = 15_000  # generous: a wait that runs out is a failure, never a pass
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+SCREENSHOTS = os.environ.get("WEB_SCREENSHOTS")  # a directory: save desktop and phone shots
+
+try:
+    from playwright.async_api import Browser, Page, async_playwright, expect
+
+    expect.set_options(timeout=WAIT_MS)
+except ImportError:  # pragma: no cover - reported by the fixture below
+    async_playwright = None
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if async_playwright is None:
+        pytest.fail(f"the playwright package is missing: {INSTALL_HINT}")
+    if not CHROMIUM.exists():
+        pytest.fail(f"no chromium at {CHROMIUM}: {INSTALL_HINT}")
+    async with async_playwright() as playwright:
+        # playwright gives every launch a fresh temporary profile (--user-data-dir).
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await Store.open(tmp_path / "bot.db", Vault(b"k" * 32))
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def core(tmp_path: Path, store: Store) -> FakeCore:
+    settings = Settings(_env_file=None, data_dir=tmp_path, openai_api_key=None)
+    conversations = FakeConversations(
+        store,
+        deltas=("Install with **pip**", ":\n\n```sh\npip install bot\n```\n", "Then run it [1]."),
+        sources=(Source(1, "guide.md", "Setup", "Install it."),),
+    )
+    return FakeCore(settings, store, conversations, FakeKeys(store))
+
+
+@pytest.fixture
+async def base_url(core: FakeCore) -> AsyncIterator[str]:
+    app = web.Application()
+    add_web_routes(app, core.settings, core)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server = site._server
+    assert server is not None and server.sockets
+    port = server.sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}/"
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def page(browser: Browser, base_url: str) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport=DESKTOP)
+    opened = await context.new_page()
+    opened.set_default_timeout(WAIT_MS)
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    # Refused API calls (a wrong key: 400) are answers the page shows, not page errors.
+    opened.on(
+        "console",
+        lambda msg: (
+            errors.append(msg.text)
+            if msg.type == "error" and not msg.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
+    await opened.goto(base_url)
+    await expect(opened.locator("body")).to_have_attribute("data-connected", "true")
+    yield opened
+    await context.close()
+    assert errors == [], "the page logged errors"
+
+
+async def ask(page: Page, question: str) -> None:
+    box = page.get_by_label("Your question")
+    await box.fill(question)
+    await box.press("Enter")
+
+
+def answers(page: Page) -> Any:
+    return page.locator("article.message.assistant")
+
+
+# -- asking ------------------------------------------------------------------------------------
+
+
+async def test_a_typed_question_streams_in_with_its_sources(page: Page, core: FakeCore) -> None:
+    core.conversations.gate = asyncio.Event()
+    await ask(page, "How do I install it?")
+
+    await expect(page.locator("article.message.user .body")).to_have_text("How do I install it?")
+    answer = answers(page).last
+    # Mid-stream: the first words are there, the rest not yet, the send button waits.
+    await expect(answer.locator(".body")).to_contain_text("Install with pip")
+    await expect(answer.locator(".body")).not_to_contain_text("Then run it")
+    await expect(answer).to_have_class("message assistant streaming")
+    await expect(page.get_by_role("button", name="Send")).to_be_disabled()
+
+    core.conversations.gate.set()
+    await expect(answer.locator(".body")).to_contain_text("Then run it [1].")
+    await expect(answer.locator(".body strong")).to_have_text("pip")
+    await expect(answer.locator(".body pre code")).to_have_text("pip install bot\n")
+    await expect(answer.locator(".sources li")).to_have_text(["1guide.md › Setup"])
+    await expect(answer).not_to_have_class("message assistant streaming")
+    await expect(answer.get_by_role("button", name="Helpful", exact=True)).to_be_visible()
+    await expect(page.get_by_role("button", name="Send")).to_be_enabled()
+    assert await answers(page).count() == 1  # grown in place
+
+
+async def test_shift_enter_adds_a_line_and_enter_sends(page: Page, core: FakeCore) -> None:
+    box = page.get_by_label("Your question")
+    await box.type("first line")
+    await box.press("Shift+Enter")
+    await box.type("second line")
+    assert await box.input_value() == "first line\nsecond line"
+    assert core.conversations.calls == []
+    await box.press("Enter")
+    await expect(answers(page).last.locator(".sources")).to_be_visible()
+    assert core.conversations.calls[0]["question"] == "first line\nsecond line"
+    await expect(box).to_have_value("")
+
+
+async def test_a_reload_finds_the_conversation_and_new_chat_starts_another(
+    page: Page, core: FakeCore
+) -> None:
+    await ask(page, "Remember me?")
+    await expect(answers(page).last.locator(".sources")).to_be_visible()
+
+    await page.reload()
+    await expect(page.locator("article.message.user .body")).to_have_text("Remember me?")
+    await expect(answers(page).locator(".body")).to_contain_text("Then run it [1].")
+    await expect(answers(page).locator(".sources li")).to_have_text(["1guide.md › Setup"])
+
+    await page.get_by_role("button", name="New chat").click()
+    await expect(page.locator("article.message")).to_have_count(0)
+    await expect(page.get_by_label("Your question")).to_be_focused()
+    await ask(page, "A fresh one?")
+    await expect(answers(page).last.locator(".sources")).to_be_visible()
+    first, second = (call["thread_key"] for call in core.conversations.calls)
+    assert first != second and first.rsplit(":", 1)[0] == second.rsplit(":", 1)[0]
+
+    await page.reload()  # the page comes back to the chat it was on
+    await expect(page.locator("article.message.user .body")).to_have_text("A fresh one?")
+
+
+# -- nothing from a question, an answer or a document runs -------------------------------------
+
+INJECTION = (
+    '<img src=x onerror="window.__pwned=1"><script>window.__pwned=1</script>'
+    "[click me](javascript:window.__pwned=1)"
+)
+
+
+async def assert_inert(page: Page) -> None:
+    assert await page.evaluate("window.__pwned") is None
+    assert await page.locator("main img, main script, main iframe").count() == 0
+    hrefs = await page.locator("main a").evaluate_all("links => links.map(a => a.href)")
+    assert all(href.startswith(("http:", "https:", "mailto:")) for href in hrefs), hrefs
+
+
+async def test_html_in_a_question_an_answer_and_a_source_is_shown_as_text(
+    page: Page, core: FakeCore
+) -> None:
+    core.conversations.deltas = ("Quoting the doc: ", INJECTION, " [see](https://example.org)")
+    core.conversations.sources = (Source(1, "<script>x</script>.md", INJECTION, "x"),)
+    await ask(page, INJECTION)
+    answer = answers(page).last
+    await expect(answer.locator(".sources li")).to_have_count(1)
+
+    await expect(page.locator("article.message.user .body")).to_have_text(INJECTION)
+    await expect(answer.locator(".body")).to_contain_text('<img src=x onerror="window.__pwned=1">')
+    await expect(answer.locator(".sources li")).to_contain_text("<script>x</script>.md")
+    link = answer.get_by_role("link", name="see")
+    await expect(link).to_have_attribute("rel", "noopener noreferrer nofollow")
+    await assert_inert(page)
+    await page.reload()
+    await expect(answers(page).locator(".sources li")).to_contain_text("<script>x</script>.md")
+    await assert_inert(page)
+
+
+# -- the key form ------------------------------------------------------------------------------
+
+
+async def test_the_settings_form_sets_a_key_and_shows_only_its_end(
+    page: Page, core: FakeCore
+) -> None:
+    await page.get_by_role("button", name="Settings").click()
+    dialog = page.get_by_role("dialog", name="Settings")
+    await expect(dialog.get_by_role("status")).to_have_text("No key set: answers need one.")
+    key_box = dialog.get_by_label("New API key")
+    await expect(key_box).to_be_focused()
+
+    await key_box.fill("sk-wrong-0000")
+    await key_box.press("Enter")
+    await expect(dialog.get_by_role("alert")).to_contain_text("rejected that key")
+    assert await core.store.get_api_key(WORKSPACE) is None
+
+    secret = "sk-good-a-long-secret-WXYZ"
+    await key_box.fill(secret)
+    await dialog.get_by_role("button", name="Save key").click()
+    await expect(dialog.get_by_role("status")).to_have_text("A key ending in …WXYZ is set.")
+    await expect(key_box).to_have_value("")
+    await expect(dialog.get_by_role("alert")).to_be_hidden()
+    assert secret not in await page.content()
+    assert await core.store.get_api_key(WORKSPACE) == secret
+
+    await page.keyboard.press("Escape")
+    await expect(dialog).to_be_hidden()
+    await page.reload()
+    await page.get_by_role("button", name="Settings").click()
+    await expect(dialog.get_by_role("status")).to_have_text("A key ending in …WXYZ is set.")
+    await dialog.get_by_role("button", name="Remove key").click()
+    await expect(dialog.get_by_role("status")).to_have_text("No key set: answers need one.")
+    assert await core.store.get_api_key(WORKSPACE) is None
+
+
+# -- fits a phone ------------------------------------------------------------------------------
+
+
+async def test_the_page_fits_a_phone_and_shows_keyboard_focus(page: Page, core: FakeCore) -> None:
+    await page.set_viewport_size(PHONE)
+    await ask(page, "Does it fit?")
+    await expect(answers(page).last.locator(".sources")).to_be_visible()
+    overflow = await page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0, "the page scrolls sideways on a phone"
+    await expect(page.get_by_role("button", name="Send")).to_be_in_viewport()
+
+    await page.get_by_label("Your question").focus()
+    await page.keyboard.press("Tab")
+    send = page.get_by_role("button", name="Send")
+    await expect(send).to_be_focused()
+    outline = await send.evaluate("button => getComputedStyle(button).outlineStyle")
+    assert outline != "none", "keyboard focus is invisible"
+    if SCREENSHOTS:
+        folder = Path(SCREENSHOTS)
+        folder.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(folder / "phone.png"), full_page=True)
+        await page.set_viewport_size(DESKTOP)
+        await page.screenshot(path=str(folder / "desktop.png"), full_page=True)
