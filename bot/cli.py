@@ -1,7 +1,147 @@
-"""The `bot` command: run, ingest, ask, migrate."""
+"""The `bot` command (also `python -m bot`): run, ingest, ask, migrate.
+
+Settings are read once here and passed down. `bot run` is the composition root: the one place
+where the core meets the adapters, imported only when it runs so the core stays free of them.
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
 
-def main(argv: list[str] | None = None) -> int:
-    raise NotImplementedError("the bot command is being built")
+from pydantic import ValidationError
+from tqdm import tqdm
+
+from bot.answer import Answerer
+from bot.citations import Source
+from bot.errors import BotError
+from bot.knowledge import Knowledge
+from bot.logs import configure_logging
+from bot.resources import bundled
+from bot.settings import Settings
+from bot.store import Store
+from bot.vault import Vault, load_master_key
+
+log = logging.getLogger("bot")
+CLI_WORKSPACE = "cli:local"  # `bot ask` uses no platform workspace; only the fallback key applies
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bot", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("run", help="start every adapter whose credentials are set (else web chat)")
+    ingest = commands.add_parser("ingest", help="index the knowledge folder (only what changed)")
+    ingest.add_argument("directory", nargs="?", type=Path, help="default: KNOWLEDGE_DIR")
+    ask = commands.add_parser("ask", help="answer one question in the terminal, with sources")
+    ask.add_argument("question")
+    commands.add_parser("migrate", help="apply database migrations")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        print(f"bot: invalid settings:\n{error}", file=sys.stderr)
+        return 2
+    if args.command == "ingest" and args.directory is not None:
+        settings = settings.model_copy(update={"knowledge_dir": args.directory})
+    settings = with_sample_knowledge(settings)
+    configure_logging(settings)
+    try:
+        if args.command == "run":
+            from adapters.launch import serve  # the composition root; see the module docstring
+
+            asyncio.run(serve(settings))
+        elif args.command == "ingest":
+            asyncio.run(_ingest(settings))
+        elif args.command == "ask":
+            return asyncio.run(_ask(settings, args.question))
+        elif args.command == "migrate":
+            asyncio.run(_migrate(settings))
+    except KeyboardInterrupt:
+        return 130
+    except BotError as error:
+        print(f"bot: {error.detail}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def with_sample_knowledge(settings: Settings) -> Settings:
+    """Settings whose KNOWLEDGE_DIR falls back to the bundled user guide.
+
+    Only when KNOWLEDGE_DIR was not set and ./knowledge does not exist where the bot was started,
+    so a fresh install started anywhere can still answer questions about itself.
+    """
+    if "knowledge_dir" in settings.model_fields_set or settings.knowledge_dir.exists():
+        return settings
+    return settings.model_copy(update={"knowledge_dir": bundled("knowledge")})
+
+
+async def _open_store(settings: Settings) -> Store:
+    secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+    return await Store.open(
+        settings.database_path, Vault(load_master_key(secret, settings.data_dir))
+    )
+
+
+async def _migrate(settings: Settings) -> None:
+    store = await _open_store(settings)
+    try:
+        applied = await store.applied_migrations()
+    finally:
+        await store.close()
+    print(f"database {settings.database_path}: {len(applied)} migrations applied")
+    for name in applied:
+        print(f"  {name}")
+
+
+async def _ingest(settings: Settings) -> None:
+    if not settings.knowledge_dir.is_dir():
+        raise BotError(f"knowledge folder {settings.knowledge_dir} does not exist")
+    knowledge = Knowledge(settings)
+    bar = tqdm(total=0, unit="file", desc="indexing", disable=None)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        report = await knowledge.refresh(progress=progress)
+    finally:
+        bar.close()
+        await knowledge.close()
+    print(report)
+
+
+async def _ask(settings: Settings, question: str) -> int:
+    store = await _open_store(settings)
+    knowledge = Knowledge(settings)
+    sources: list[Source] = []
+    try:
+        await knowledge.refresh()
+        answerer = Answerer(settings, knowledge, store)
+        async for item in answerer.answer(question, [], CLI_WORKSPACE):
+            if isinstance(item, str):
+                sys.stdout.write(item)
+                sys.stdout.flush()
+            else:
+                sources = item
+    except BotError as error:
+        print(f"\n\nbot: {error.user_message}", file=sys.stderr)
+        return 1
+    finally:
+        await knowledge.close()
+        await store.close()
+    print()
+    if sources:
+        print("\nSources")
+        for source in sources:
+            print(f"  [{source.number}] {source.label}")
+    return 0

@@ -1,0 +1,101 @@
+"""`bot run`: wires the core into the adapters whose credentials are set, on one HTTP server.
+
+With no platform credentials, the local web chat is served. It is not served next to a platform
+adapter: a Slack HTTP-mode server is public, and the web chat would hand anyone who finds it the
+operator's model key and the local /setkey form.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Coroutine
+from typing import Any
+
+from aiohttp import web
+
+from bot.core import Core
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGINT/SIGTERM or until an adapter fails for good."""
+    core = await Core.open(settings)
+    runner: web.AppRunner | None = None
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        report = await core.knowledge.refresh()
+        log.info("knowledge: %s", report)
+        app = web.Application()
+        enabled = await _wire(app, settings, core, tasks)
+        app.router.add_get("/healthz", _healthz(enabled))
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, settings.host, settings.port).start()
+        if "web" in enabled:
+            print(f"answerbot web chat: http://{settings.host}:{settings.port}/", flush=True)
+        log.info("serving %s on %s:%s", ", ".join(enabled), settings.host, settings.port)
+        await _until_stopped(tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if runner is not None:
+            await runner.cleanup()
+        await core.close()
+
+
+async def _wire(
+    app: web.Application, settings: Settings, core: Core, tasks: list[asyncio.Task[None]]
+) -> list[str]:
+    enabled: list[str] = []
+
+    def background(name: str, work: Coroutine[Any, Any, None]) -> None:
+        tasks.append(asyncio.create_task(work, name=name))
+        enabled.append(name)
+
+    if settings.slack_enabled:
+        from adapters.slack import add_slack_routes, build_slack_app, run_socket_mode
+
+        slack_app = build_slack_app(settings, core)
+        if settings.slack_app_token is not None:
+            background("slack (socket mode)", run_socket_mode(settings, slack_app))
+        else:
+            add_slack_routes(app, slack_app)
+            enabled.append("slack (http)")
+    if settings.discord_enabled:
+        from adapters.discord import run_discord
+
+        background("discord", run_discord(settings, core))
+    if not enabled:
+        from adapters.web import add_web_routes
+
+        add_web_routes(app, settings, core)
+        enabled.append("web")
+    return enabled
+
+
+def _healthz(enabled: list[str]) -> Any:
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "adapters": enabled})
+
+    return healthz
+
+
+async def _until_stopped(tasks: list[asyncio.Task[None]]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    waiter = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    for task in done:
+        if task is not waiter and not task.cancelled() and task.exception() is not None:
+            log.error("%s stopped: %s", task.get_name(), task.exception())
+            raise SystemExit(1)

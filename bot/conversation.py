@@ -1,0 +1,129 @@
+"""The one core call every adapter makes: answer a question in a thread, live, exactly once.
+
+`Conversations.reply` claims the platform event (a redelivery gets no second answer), shows the
+placeholder at once, streams the answer through the shared editor into the adapter's surface,
+stores the exchange in one transaction, and always leaves the message in a visible end state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from bot.answer import Answerer, Turn
+from bot.citations import Source, sources_markdown
+from bot.editor import Editor
+from bot.errors import BotError
+from bot.settings import Settings
+from bot.store import Status, Store
+from bot.surface import Final, Surface
+
+log = logging.getLogger(__name__)
+
+GENERIC_FAILURE = "Something went wrong while answering; the error was logged."
+
+
+@dataclass(frozen=True)
+class Reply:
+    answer_id: int | None
+    status: Literal["done", "failed", "cancelled"]
+    text: str
+
+
+class Conversations:
+    """Turns questions into streamed, stored answers; one per process, shared by all adapters."""
+
+    def __init__(
+        self, settings: Settings, store: Store, answerer: Answerer, editor: Editor
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._answerer = answerer
+        self._editor = editor
+
+    async def is_followup(self, thread_key: str) -> bool:
+        """Whether the bot already takes part in this thread (so no mention is needed)."""
+        return await self._store.has_conversation(thread_key)
+
+    async def reply(
+        self,
+        *,
+        surface: Surface,
+        thread_key: str,
+        workspace: str,
+        question: str,
+        author: str | None = None,
+        event_id: str | None = None,
+    ) -> Reply | None:
+        """Answer `question` into `surface`; None if `event_id` was already answered."""
+        if event_id is not None and not await self._store.claim_event(event_id):
+            log.info("event %s already handled; not answering twice", event_id)
+            return None
+        try:
+            return await self._reply(surface, thread_key, workspace, question, author)
+        finally:
+            if event_id is not None:
+                # Even a failed answer is final: its message shows the failure, and answering
+                # again on redelivery would double it.
+                await asyncio.shield(self._store.finish_event(event_id))
+
+    async def _reply(
+        self,
+        surface: Surface,
+        thread_key: str,
+        workspace: str,
+        question: str,
+        author: str | None,
+    ) -> Reply:
+        stream = self._editor.stream(surface)
+        await stream.start()
+        sources: list[Source] = []
+        status: Status = "done"
+        warning: str | None = None
+        try:
+            history = await self._history(thread_key)
+            async for item in self._answerer.answer(question, history, workspace):
+                if isinstance(item, str):
+                    stream.push(item)
+                else:
+                    sources = item
+        except BotError as error:
+            log.warning("answer failed in %s: %s", workspace, error.detail)
+            status, warning = "failed", error.user_message
+        except asyncio.CancelledError:
+            status = "cancelled"
+        except Exception:
+            log.exception("answer crashed in %s", workspace)
+            status, warning = "failed", GENERIC_FAILURE
+
+        answer_text = stream.text
+        # The exchange is stored before the final write, so the feedback buttons on that write
+        # carry a real answer id; a failed answer is stored too, with what it had said.
+        answer_id = await asyncio.shield(
+            self._store.record_exchange(
+                thread_key=thread_key,
+                workspace=workspace,
+                question=question,
+                answer=answer_text,
+                sources=sources if status == "done" else [],
+                status=status,
+                author=author,
+            )
+        )
+        if status == "done":
+            await stream.finish(sources_markdown(sources), Final(answer_id))
+        elif status == "cancelled":
+            await asyncio.shield(stream.cancel())
+            raise asyncio.CancelledError
+        else:
+            await stream.fail(warning or GENERIC_FAILURE)
+        return Reply(answer_id=answer_id, status=status, text=answer_text)
+
+    async def _history(self, thread_key: str) -> list[Turn]:
+        limit = self._settings.history_turns
+        if limit == 0:
+            return []
+        messages = await self._store.thread_messages(thread_key, limit=limit)
+        return [Turn(role=m.role, text=m.text) for m in messages if m.text]

@@ -1,0 +1,49 @@
+"""The assembled core that `bot run` hands to every adapter: settings, store, knowledge, answers.
+
+Built once at start from `Settings`; adapters receive it as an argument and use only
+`conversations` (answering), `keys` (/setkey) and `store` (feedback, follow-up checks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.answer import Answerer
+from bot.conversation import Conversations
+from bot.editor import Editor
+from bot.keys import KeyAdmin
+from bot.knowledge import Knowledge
+from bot.settings import Settings
+from bot.store import Store
+from bot.vault import Vault, load_master_key
+
+
+@dataclass
+class Core:
+    settings: Settings
+    store: Store
+    knowledge: Knowledge
+    editor: Editor
+    conversations: Conversations
+    keys: KeyAdmin
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Core:
+        secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+        vault = Vault(load_master_key(secret, settings.data_dir))
+        store = await Store.open(settings.database_path, vault)
+        knowledge = Knowledge(settings)
+        editor = Editor()
+        answerer = Answerer(settings, knowledge, store)
+        return cls(
+            settings=settings,
+            store=store,
+            knowledge=knowledge,
+            editor=editor,
+            conversations=Conversations(settings, store, answerer, editor),
+            keys=KeyAdmin(settings, store),
+        )
+
+    async def close(self) -> None:
+        await self.knowledge.close()
+        await self.store.close()
