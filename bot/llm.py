@@ -145,7 +145,8 @@ class LLM:
                 log.warning(
                     "model endpoint failed (%s); retrying in %.1fs", _describe(error), delay
                 )
-                await deadline.wait(asyncio.sleep(delay))
+                # A plain sleep: the deadline's next wait still enforces the overall cap.
+                await asyncio.sleep(delay)
             except openai.OpenAIError as error:
                 raise typed_error(error, model) from None
         raise AssertionError("unreachable")

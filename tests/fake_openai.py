@@ -232,15 +232,15 @@ class FakeOpenAI:
         if refused is not None:
             return refused
         body: dict[str, Any] = recorded.body
+        model = str(body.get("model", ""))
+        if self.models is not None and model not in self.models:
+            return self._error(_model_not_found(model))
         script = self._queues.chat.popleft() if self._queues.chat else self.default
         outcome = script(body) if callable(script) else script
         if not isinstance(outcome, Reply | Failure):
             outcome = Reply(chunks=tuple(outcome))
-        model = str(body.get("model", ""))
         if isinstance(outcome, Failure):
             return self._error(outcome, spec_path="/v1/chat/completions")
-        if self.models is not None and model not in self.models:
-            return self._error(_model_not_found(model))
         if body.get("stream"):
             return await self._stream(request, body, outcome)
         if outcome.fail_after is not None:

@@ -70,6 +70,12 @@ async def test_complete_returns_the_whole_text(llm: LLM, fake_openai: FakeOpenAI
     assert "stream" not in fake_openai.chat_requests[0].body
 
 
+async def test_complete_maps_a_dropped_connection(llm: LLM, fake_openai: FakeOpenAI) -> None:
+    fake_openai.reply("never", fail_after=0)
+    with pytest.raises(ModelUnavailable):
+        await llm.complete(QUESTION, api_key=FAKE_KEY)
+
+
 async def test_rejected_key_is_invalid_and_never_quoted(
     llm: LLM, fake_openai: FakeOpenAI, caplog: pytest.LogCaptureFixture
 ) -> None:
