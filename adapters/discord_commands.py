@@ -1,0 +1,242 @@
+"""The bot's slash commands: /ask and /setkey (with its modal), and syncing them only on change.
+
+Discord limits command creates per day, so the command set is hashed and synced at start only
+when the hash stored for that application and scope differs. /setkey is for members with Manage
+Server: hidden from others by default permissions and checked again at run time; the key is
+typed into a modal, so it never appears in chat, and is handed straight to the core's KeyAdmin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any, Literal, Protocol, cast
+
+import discord
+from discord import app_commands
+
+from bot.errors import BotError
+from bot.settings import Settings
+from bot.store import Store
+from bot.surface import Surface
+
+log = logging.getLogger(__name__)
+
+MAX_QUESTION = 2000  # characters of a /ask question
+MAX_KEY = 400  # characters accepted in the key field; real keys are far shorter
+STATE_PREFIX = "discord.commands"
+
+NOT_ADMIN = "Only members with the Manage Server permission can manage this server's API key."
+SERVER_ONLY = "This command works in a server, not in direct messages."
+EMPTY_KEY = "The key was empty, so nothing changed."
+NOTHING_CHANGED = "Nothing changed."
+
+
+class ConversationsLike(Protocol):
+    async def reply(
+        self,
+        *,
+        surface: Surface,
+        thread_key: str,
+        workspace: str,
+        question: str,
+        author: str | None = None,
+        event_id: str | None = None,
+    ) -> Any: ...
+
+
+class KeysLike(Protocol):
+    async def set(self, workspace: str, key: str, *, by: str) -> str: ...
+
+    async def clear(self, workspace: str) -> bool: ...
+
+    async def status(self, workspace: str) -> str | None: ...
+
+
+class DiscordCore(Protocol):
+    """What the Discord adapter uses of the core `bot run` hands it."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def conversations(self) -> ConversationsLike: ...
+
+    @property
+    def keys(self) -> KeysLike: ...
+
+
+class CommandHost(Protocol):
+    """The client the commands run in (adapters/discord.py's DiscordBot)."""
+
+    core: DiscordCore
+
+    async def ask(self, interaction: discord.Interaction[Any], question: str) -> None: ...
+
+
+def workspace_of(guild_id: int) -> str:
+    return f"discord:{guild_id}"
+
+
+def _host(interaction: discord.Interaction[Any]) -> CommandHost:
+    return cast(CommandHost, interaction.client)
+
+
+@app_commands.command(name="ask", description="Ask a question about this server's documents")
+@app_commands.describe(question="What you want to know")
+@app_commands.guild_only()
+async def ask_command(
+    interaction: discord.Interaction[Any],
+    question: app_commands.Range[str, 1, MAX_QUESTION],
+) -> None:
+    await _host(interaction).ask(interaction, question)
+
+
+@app_commands.command(
+    name="setkey", description="Set, clear or check this server's model API key (Manage Server)"
+)
+@app_commands.describe(
+    action="set (default) opens a private form; clear removes the key; status shows if one is set"
+)
+@app_commands.default_permissions(manage_guild=True)
+@app_commands.guild_only()
+async def setkey_command(
+    interaction: discord.Interaction[Any],
+    action: Literal["set", "clear", "status"] = "set",
+) -> None:
+    if interaction.guild_id is None:
+        await _private(interaction, SERVER_ONLY)
+        return
+    if not _may_manage(interaction):
+        log.info(
+            "setkey refused for user %s in guild %s", interaction.user.id, interaction.guild_id
+        )
+        await _private(interaction, NOT_ADMIN)
+        return
+    keys = _host(interaction).core.keys
+    workspace = workspace_of(interaction.guild_id)
+    if action == "set":
+        # A modal must be the first response: no defer before it.
+        await interaction.response.send_modal(SetKeyModal(keys))
+    elif action == "clear":
+        removed = await keys.clear(workspace)
+        log.info("setkey clear by %s in %s: %s", interaction.user.id, workspace, removed)
+        await _private(
+            interaction,
+            "Cleared: this server's API key is removed; answers now show the best passages."
+            if removed
+            else "No key was set for this server, so nothing changed.",
+        )
+    else:
+        last4 = await keys.status(workspace)
+        await _private(
+            interaction,
+            f"A key ending in …{last4} is set for this server."
+            if last4
+            else "No key is set: answers show the best passages from the documents. "
+            "Run /setkey to add one.",
+        )
+
+
+class SetKeyModal(discord.ui.Modal, title="Set this server's API key"):
+    """The private form the key is typed into; its value is never logged or echoed."""
+
+    key: discord.ui.TextInput[SetKeyModal] = discord.ui.TextInput(
+        label="OpenAI-compatible API key",
+        style=discord.TextStyle.short,
+        placeholder="sk-...",
+        required=True,
+        max_length=MAX_KEY,
+    )
+
+    def __init__(self, keys: KeysLike) -> None:
+        super().__init__()
+        self._keys = keys
+
+    async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
+        if interaction.guild_id is None:
+            await _private(interaction, SERVER_ONLY)
+            return
+        if not _may_manage(interaction):
+            await _private(interaction, NOT_ADMIN)
+            return
+        value = self.key.value.strip()
+        if not value:
+            await _private(interaction, EMPTY_KEY)
+            return
+        workspace = workspace_of(interaction.guild_id)
+        # Validating against the model endpoint can take longer than Discord's 3 seconds.
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            last4 = await self._keys.set(workspace, value, by=str(interaction.user.id))
+        except BotError as error:
+            log.info("setkey in %s rejected: %s", workspace, type(error).__name__)
+            await interaction.edit_original_response(
+                content=f"{error.user_message} {NOTHING_CHANGED}"
+            )
+            return
+        log.info("setkey in %s by %s: saved", workspace, interaction.user.id)
+        await interaction.edit_original_response(
+            content=f"Saved: this server now uses the key ending in …{last4}."
+        )
+
+    async def on_error(  # type: ignore[override]  # discord.py narrows BaseView.on_error
+        self, interaction: discord.Interaction[Any], error: Exception, /
+    ) -> None:
+        # discord.py's default prints the modal; log only the failure's type.
+        log.error("setkey modal failed: %s", type(error).__name__)
+        message = f"Saving the key failed. {NOTHING_CHANGED}"
+        if interaction.response.is_done():
+            await interaction.edit_original_response(content=message)
+        else:
+            await _private(interaction, message)
+
+
+def _may_manage(interaction: discord.Interaction[Any]) -> bool:
+    # The member's permissions as Discord resolved them for this interaction.
+    return interaction.guild_id is not None and interaction.permissions.manage_guild
+
+
+async def _private(interaction: discord.Interaction[Any], text: str) -> None:
+    await interaction.response.send_message(text, ephemeral=True)
+
+
+def build_tree(client: discord.Client) -> app_commands.CommandTree[Any]:
+    tree: app_commands.CommandTree[Any] = app_commands.CommandTree(client)
+    tree.add_command(ask_command)
+    tree.add_command(setkey_command)
+    return tree
+
+
+def commands_hash(tree: app_commands.CommandTree[Any]) -> str:
+    payload = sorted((command.to_dict(tree) for command in tree.get_commands()), key=str)
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+async def sync_commands(
+    tree: app_commands.CommandTree[Any], store: Store, settings: Settings, application_id: int
+) -> list[str]:
+    """Sync to DISCORD_GUILD_IDS (instant) or globally, only where the command set changed.
+
+    Returns the scopes synced now ("global" or "guild:<id>").
+    """
+    digest = commands_hash(tree)
+    guilds = [discord.Object(id=int(guild)) for guild in settings.discord_guild_ids]
+    targets: list[discord.Object | None] = list(guilds) or [None]
+    synced: list[str] = []
+    for guild in targets:
+        scope = "global" if guild is None else f"guild:{guild.id}"
+        state = f"{STATE_PREFIX}:{application_id}:{scope}"
+        if await store.get_state(state) == digest:
+            continue
+        if guild is not None:
+            tree.copy_global_to(guild=guild)
+        await tree.sync(guild=guild)
+        await store.set_state(state, digest)
+        log.info("synced slash commands (%s)", scope)
+        synced.append(scope)
+    return synced

@@ -1,0 +1,260 @@
+"""Where a Discord answer is shown: the deferred /ask response or a reply to a mention.
+
+The streaming editor in `bot/` decides when to post and edit; these surfaces make the calls with
+mentions switched off, attach the 👍/👎 buttons on the final write, and turn Discord's refusals
+into the core's errors. discord.py retries 429s by sleeping, which would hide them from the
+editor's shared budget, so within a surface call a 429 is raised as `PlatformRateLimited` instead.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import discord
+
+from bot.errors import PlatformError, PlatformRateLimited
+from bot.settings import Settings
+from bot.surface import BudgetSpec, Final
+
+log = logging.getLogger(__name__)
+
+MESSAGE_LIMIT = 2000  # characters in one message's content
+NO_MENTIONS = discord.AllowedMentions.none()  # model output must never ping anyone
+FEEDBACK_PATTERN = r"feedback:(?P<direction>up|down):(?P<answer_id>[0-9]+)"
+DEFAULT_RETRY_AFTER = 1.0  # seconds, when a 429 names no wait
+
+# Set while a surface call runs, so only its 429s surface (startup calls keep discord.py's retry).
+_surfacing_429s: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "discord_surfacing_429s", default=False
+)
+
+# Remembers which conversation a message the bot posted belongs to (reply-chain follow-ups).
+Remember = Callable[[str], Awaitable[None]]
+
+
+class _Surfaced429(Exception):
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"429; retry after {retry_after:.2f}s")
+        self.retry_after = retry_after
+
+
+def rate_limit_trace() -> aiohttp.TraceConfig:
+    """An aiohttp trace that raises on a 429 during a surface call, before discord.py can sleep."""
+
+    async def on_request_end(
+        session: aiohttp.ClientSession,
+        context: SimpleNamespace,
+        params: aiohttp.TraceRequestEndParams,
+    ) -> None:
+        if params.response.status == 429 and _surfacing_429s.get():
+            raise _Surfaced429(_retry_after(params.response.headers))
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(on_request_end)
+    return trace
+
+
+def _retry_after(headers: Any) -> float:
+    for name in ("X-RateLimit-Reset-After", "Retry-After"):
+        value = headers.get(name)
+        if value is not None:
+            try:
+                return max(float(value), 0.0)
+            except ValueError:
+                continue
+    return DEFAULT_RETRY_AFTER
+
+
+@asynccontextmanager
+async def platform_call(what: str) -> AsyncIterator[None]:
+    """Run one Discord call; raise the core's platform errors (never with a token in them)."""
+    token = _surfacing_429s.set(True)
+    try:
+        yield
+    except _Surfaced429 as error:
+        raise PlatformRateLimited(error.retry_after) from None
+    except discord.RateLimited as error:
+        raise PlatformRateLimited(error.retry_after) from None
+    except discord.HTTPException as error:
+        if error.status == 429:
+            raise PlatformRateLimited(_retry_after(error.response.headers)) from None
+        # The text may echo a webhook URL with the interaction token: keep status and code only.
+        raise PlatformError(
+            f"Discord refused {what}: HTTP {error.status}, code {error.code}"
+        ) from None
+    except (aiohttp.ClientError, OSError) as error:
+        raise PlatformError(f"Discord unreachable during {what}: {type(error).__name__}") from None
+    finally:
+        _surfacing_429s.reset(token)
+
+
+class FeedbackButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=FEEDBACK_PATTERN):
+    """👍 or 👎 under a finished answer; its custom id carries the answer, so it outlives restarts.
+
+    The click is handled by the client's `on_feedback` (see adapters/discord.py).
+    """
+
+    def __init__(self, answer_id: int, direction: str) -> None:
+        emoji = "👍" if direction == "up" else "👎"
+        super().__init__(
+            discord.ui.Button(
+                style=discord.ButtonStyle.secondary,
+                emoji=emoji,
+                custom_id=f"feedback:{direction}:{answer_id}",
+            )
+        )
+        self.answer_id = answer_id
+        self.value = 1 if direction == "up" else -1
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: Any,
+        /,
+    ) -> FeedbackButton:
+        return cls(int(match["answer_id"]), match["direction"])
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        handler = getattr(interaction.client, "on_feedback", None)
+        if handler is not None:
+            await handler(interaction, self.answer_id, self.value)
+
+
+def feedback_view(final: Final | None) -> discord.ui.View | None:
+    """The buttons for a final write; None while streaming or when the answer failed."""
+    if final is None or final.answer_id is None:
+        return None
+    view = discord.ui.View(timeout=None)
+    view.add_item(FeedbackButton(final.answer_id, "up"))
+    view.add_item(FeedbackButton(final.answer_id, "down"))
+    return view
+
+
+class _DiscordSurface:
+    """What both surfaces share: Discord's limits and the per-channel budget."""
+
+    def __init__(self, settings: Settings, channel_id: int, remember: Remember) -> None:
+        # Creates and edits share one per-channel limit, so both name the same budget.
+        self._budget = BudgetSpec(
+            f"discord:channel:{channel_id}",
+            settings.discord_edit_rate,
+            settings.discord_edit_window,
+        )
+        self._remember = remember
+
+    @property
+    def max_size(self) -> int:
+        return MESSAGE_LIMIT
+
+    @property
+    def edit_budget(self) -> BudgetSpec:
+        return self._budget
+
+    @property
+    def post_budget(self) -> BudgetSpec:
+        return self._budget
+
+    def measure(self, text: str) -> int:
+        return len(text)
+
+    def render(self, markdown: str) -> str:
+        return markdown  # Discord renders markdown itself
+
+
+class InteractionSurface(_DiscordSurface):
+    """/ask: the first post fills the deferred response; later ones are follow-up messages."""
+
+    def __init__(
+        self, interaction: discord.Interaction[Any], settings: Settings, remember: Remember
+    ) -> None:
+        super().__init__(settings, interaction.channel_id or 0, remember)
+        self._interaction = interaction
+        self._original_id: str | None = None
+
+    async def post(self, text: str, *, final: Final | None = None) -> str:
+        view = feedback_view(final)
+        async with platform_call("posting an answer"):
+            if self._original_id is None:
+                message: discord.Message = await self._interaction.edit_original_response(
+                    content=text, allowed_mentions=NO_MENTIONS, **_view(view)
+                )
+                self._original_id = str(message.id)
+                message_id = self._original_id
+            else:
+                followup = await self._interaction.followup.send(
+                    text, wait=True, allowed_mentions=NO_MENTIONS, **_view(view)
+                )
+                message_id = str(followup.id)
+        await self._remember(message_id)
+        return message_id
+
+    async def edit(self, message_id: str, text: str, *, final: Final | None = None) -> None:
+        view = feedback_view(final)
+        async with platform_call("editing an answer"):
+            if message_id == self._original_id:
+                await self._interaction.edit_original_response(
+                    content=text, allowed_mentions=NO_MENTIONS, **_view(view)
+                )
+            else:
+                await self._interaction.followup.edit_message(
+                    int(message_id), content=text, allowed_mentions=NO_MENTIONS, **_view(view)
+                )
+
+
+# The channels a mention can arrive in and be answered in.
+MessageChannel = (
+    discord.TextChannel | discord.Thread | discord.VoiceChannel | discord.PartialMessageable
+)
+
+
+class MessageSurface(_DiscordSurface):
+    """A mention: replies to the question (or posts in its thread), then edits those replies."""
+
+    def __init__(
+        self,
+        channel: MessageChannel,
+        settings: Settings,
+        remember: Remember,
+        *,
+        reference: discord.Message | None = None,
+    ) -> None:
+        super().__init__(settings, channel.id, remember)
+        self._channel = channel
+        self._reference = reference
+
+    async def post(self, text: str, *, final: Final | None = None) -> str:
+        view = feedback_view(final)
+        async with platform_call("posting an answer"):
+            if self._reference is not None:
+                message = await self._channel.send(
+                    text,
+                    reference=self._reference.to_reference(fail_if_not_exists=False),
+                    mention_author=False,
+                    allowed_mentions=NO_MENTIONS,
+                    **_view(view),
+                )
+            else:
+                message = await self._channel.send(
+                    text, allowed_mentions=NO_MENTIONS, **_view(view)
+                )
+        await self._remember(str(message.id))
+        return str(message.id)
+
+    async def edit(self, message_id: str, text: str, *, final: Final | None = None) -> None:
+        view = feedback_view(final)
+        partial = self._channel.get_partial_message(int(message_id))
+        async with platform_call("editing an answer"):
+            await partial.edit(content=text, allowed_mentions=NO_MENTIONS, **_view(view))
+
+
+def _view(view: discord.ui.View | None) -> dict[str, Any]:
+    # Passing view=None would strip existing components; leave it out unless there is one.
+    return {"view": view} if view is not None else {}
