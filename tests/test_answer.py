@@ -107,6 +107,7 @@ async def test_streams_a_cited_answer_then_numbered_sources(
         ("How long do I have to ask for a refund?", FAKE_KEY, keyed_settings.retrieval_top_k)
     ]
     (request,) = fake_openai.chat_requests
+    assert request.body["model"] == keyed_settings.chat_model
     system, user = request.messages
     assert system["role"] == "system"
     assert "[1]" in system["content"]
