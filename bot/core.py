@@ -23,6 +23,7 @@ class Core:
     settings: Settings
     store: Store
     knowledge: Knowledge
+    answerer: Answerer
     editor: Editor
     conversations: Conversations
     keys: KeyAdmin
@@ -39,11 +40,13 @@ class Core:
             settings=settings,
             store=store,
             knowledge=knowledge,
+            answerer=answerer,
             editor=editor,
             conversations=Conversations(settings, store, answerer, editor),
             keys=KeyAdmin(settings, store),
         )
 
     async def close(self) -> None:
+        await self.answerer.close()
         await self.knowledge.close()
         await self.store.close()
