@@ -169,8 +169,11 @@ class AnswerStream:
 
     async def _end(self, ending: Ending, extra: str, final: Final) -> None:
         if self._ending is None:
+            now = self.timings.ended = self._clock.monotonic()
+            if self._text_shown or not self._chunks:
+                # An answer still waiting for its first text keeps its place in the queue.
+                self._urgent_since = now
             self._ending = (ending, extra, final)
-            self.timings.ended = self._urgent_since = self._clock.monotonic()
             self._wake.set()
         self._ensure_task()
         assert self._task is not None
@@ -289,6 +292,10 @@ class AnswerStream:
         shown = [
             self._show(part, marker=interim and i == len(parts) - 1) for i, part in enumerate(parts)
         ]
+        # A part of nothing but whitespace (the text's trailing blank lines) is not posted.
+        shown = [text for text in shown if text.strip()]
+        if not shown and not self._frozen_rendered:
+            shown = [self._surface.render(EMPTY_ANSWER)]
         return self._frozen_rendered + shown, True
 
     def _document(self) -> tuple[str, bool]:
@@ -314,9 +321,9 @@ class AnswerStream:
         return kept + SECTION_BREAK + note, False
 
     def _show(self, part: Part, *, marker: bool) -> str:
-        markdown = close_open(part.text)
+        # Trailing blank lines show nothing, and an edit that only adds them would be wasted.
+        markdown = close_open(part.text).rstrip()
         if marker:
-            markdown = markdown.rstrip()
             last_line = markdown.rsplit("\n", 1)[-1]
             # A closing fence must stand alone on its line.
             gap = "\n" if last_line.lstrip().startswith(("```", "~~~")) else " "
