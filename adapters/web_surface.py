@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from adapters.web_markdown import render_answer
+from bot.editor import MARKER
 from bot.surface import BudgetSpec, Final
 
 log = logging.getLogger(__name__)
@@ -80,8 +81,9 @@ class WebSurface:
         return len(text)
 
     def render(self, markdown: str) -> str:
-        # The markdown goes to the page as is; web_markdown renders it to safe HTML per frame.
-        return markdown
+        # The markdown goes to the page as is (web_markdown makes safe HTML of it per frame),
+        # less the editor's in-progress marker: the page draws its own caret while streaming.
+        return markdown.removesuffix(MARKER).rstrip() if markdown.endswith(MARKER) else markdown
 
     async def post(self, text: str, *, final: Final | None = None) -> str:
         message_id = self._channel.next_message_id()

@@ -7,7 +7,6 @@ Without them these tests fail (they never skip), naming that script.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,11 +16,9 @@ import pytest
 from aiohttp import web
 
 from adapters.web import WORKSPACE, add_web_routes
-from bot.citations import Source
+from bot.core import Core
 from bot.settings import Settings
-from bot.store import Store
-from bot.vault import Vault
-from tests.test_web import FakeConversations, FakeCore, FakeKeys
+from tests.fake_openai import FAKE_KEY, FakeOpenAI
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 INSTALL_HINT = "run scripts/install-browser.sh (as root) to install chromium and playwright"
@@ -64,26 +61,41 @@ async def browser() -> AsyncIterator[Browser]:
         await launched.close()
 
 
+GUIDE = """# Installing
+
+Install the answer bot with pip: run `pip install answerbot`, then start it with `bot run`.
+"""
+# A document that tries to run script in the page through its heading and its text.
+EVIL = """# Refunds <img src=x onerror="window.__pwned=1">
+
+Refunds take five days. <script>window.__pwned=1</script>
+<iframe src="javascript:window.__pwned=1"></iframe> [refund form](javascript:window.__pwned=1)
+"""
+INSTALL_QUESTION = "How do I install the answer bot?"
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "bot.db", Vault(b"k" * 32))
+async def core(fake_settings: Settings) -> AsyncIterator[Core]:
+    """The real core against the fake model endpoint, over a small knowledge folder."""
+    docs = fake_settings.knowledge_dir
+    docs.mkdir(parents=True)
+    (docs / "install.md").write_text(GUIDE)
+    (docs / "refunds.md").write_text(EVIL)
+    opened = await Core.open(fake_settings)
+    await opened.knowledge.refresh()
     yield opened
     await opened.close()
 
 
 @pytest.fixture
-def core(tmp_path: Path, store: Store) -> FakeCore:
-    settings = Settings(_env_file=None, data_dir=tmp_path, openai_api_key=None)
-    conversations = FakeConversations(
-        store,
-        deltas=("Install with **pip**", ":\n\n```sh\npip install bot\n```\n", "Then run it [1]."),
-        sources=(Source(1, "guide.md", "Setup", "Install it."),),
-    )
-    return FakeCore(settings, store, conversations, FakeKeys(store))
+async def keyed(core: Core) -> Core:
+    """The web workspace has a key the fake endpoint accepts."""
+    await core.store.set_api_key(WORKSPACE, FAKE_KEY)
+    return core
 
 
 @pytest.fixture
-async def base_url(core: FakeCore) -> AsyncIterator[str]:
+async def base_url(core: Core) -> AsyncIterator[str]:
     app = web.Application()
     add_web_routes(app, core.settings, core)
     runner = web.AppRunner(app)
@@ -132,64 +144,108 @@ def answers(page: Page) -> Any:
 
 # -- asking ------------------------------------------------------------------------------------
 
+ANSWER_CHUNKS = (
+    "Install it",
+    " with **pip**:",
+    "\n\n```sh\npip install answerbot\n```\n\n",
+    "Then start it with `bot run` [1].",
+)
 
-async def test_a_typed_question_streams_in_with_its_sources(page: Page, core: FakeCore) -> None:
-    core.conversations.gate = asyncio.Event()
-    await ask(page, "How do I install it?")
 
-    await expect(page.locator("article.message.user .body")).to_have_text("How do I install it?")
+async def test_a_typed_question_streams_in_with_its_sources(
+    page: Page, keyed: Core, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.reply(*ANSWER_CHUNKS, stall_after=2, stall=WAIT_MS / 1000)
+    await ask(page, INSTALL_QUESTION)
+
+    await expect(page.locator("article.message.user .body")).to_have_text(INSTALL_QUESTION)
     answer = answers(page).last
     # Mid-stream: the first words are there, the rest not yet, the send button waits.
-    await expect(answer.locator(".body")).to_contain_text("Install with pip")
-    await expect(answer.locator(".body")).not_to_contain_text("Then run it")
+    await expect(answer.locator(".body")).to_contain_text("Install it with pip:")
+    await expect(answer.locator(".body")).not_to_contain_text("bot run")
     await expect(answer).to_have_class("message assistant streaming")
     await expect(page.get_by_role("button", name="Send")).to_be_disabled()
 
-    core.conversations.gate.set()
-    await expect(answer.locator(".body")).to_contain_text("Then run it [1].")
+    fake_openai.release()
+    await expect(answer.locator(".body")).to_contain_text("Then start it with bot run [1].")
     await expect(answer.locator(".body strong")).to_have_text("pip")
-    await expect(answer.locator(".body pre code")).to_have_text("pip install bot\n")
-    await expect(answer.locator(".sources li")).to_have_text(["1guide.md › Setup"])
+    await expect(answer.locator(".body pre code")).to_have_text("pip install answerbot\n")
+    await expect(answer.locator(".sources li").first).to_contain_text("install.md")
     await expect(answer).not_to_have_class("message assistant streaming")
     await expect(answer.get_by_role("button", name="Helpful", exact=True)).to_be_visible()
     await expect(page.get_by_role("button", name="Send")).to_be_enabled()
     assert await answers(page).count() == 1  # grown in place
 
 
-async def test_shift_enter_adds_a_line_and_enter_sends(page: Page, core: FakeCore) -> None:
+async def test_shift_enter_adds_a_line_and_enter_sends(
+    page: Page, keyed: Core, fake_openai: FakeOpenAI
+) -> None:
     box = page.get_by_label("Your question")
-    await box.type("first line")
+    await box.type("How do I install")
     await box.press("Shift+Enter")
-    await box.type("second line")
-    assert await box.input_value() == "first line\nsecond line"
-    assert core.conversations.calls == []
+    await box.type("the answer bot?")
+    assert await box.input_value() == "How do I install\nthe answer bot?"
+    assert fake_openai.chat_requests == []
     await box.press("Enter")
-    await expect(answers(page).last.locator(".sources")).to_be_visible()
-    assert core.conversations.calls[0]["question"] == "first line\nsecond line"
     await expect(box).to_have_value("")
+    await expect(answers(page).last.locator(".sources")).to_be_visible()
+    (request,) = fake_openai.chat_requests
+    assert "How do I install\nthe answer bot?" in request.messages[-1]["content"]
 
 
 async def test_a_reload_finds_the_conversation_and_new_chat_starts_another(
-    page: Page, core: FakeCore
+    page: Page, keyed: Core, fake_openai: FakeOpenAI
 ) -> None:
-    await ask(page, "Remember me?")
+    fake_openai.reply(*ANSWER_CHUNKS)
+    await ask(page, INSTALL_QUESTION)
     await expect(answers(page).last.locator(".sources")).to_be_visible()
 
     await page.reload()
-    await expect(page.locator("article.message.user .body")).to_have_text("Remember me?")
-    await expect(answers(page).locator(".body")).to_contain_text("Then run it [1].")
-    await expect(answers(page).locator(".sources li")).to_have_text(["1guide.md › Setup"])
+    await expect(page.locator("article.message.user .body")).to_have_text(INSTALL_QUESTION)
+    await expect(answers(page).locator(".body")).to_contain_text("Then start it with bot run")
+    await expect(answers(page).locator(".sources li").first).to_contain_text("install.md")
 
     await page.get_by_role("button", name="New chat").click()
     await expect(page.locator("article.message")).to_have_count(0)
     await expect(page.get_by_label("Your question")).to_be_focused()
-    await ask(page, "A fresh one?")
-    await expect(answers(page).last.locator(".sources")).to_be_visible()
-    first, second = (call["thread_key"] for call in core.conversations.calls)
-    assert first != second and first.rsplit(":", 1)[0] == second.rsplit(":", 1)[0]
+    fake_openai.reply("A fresh answer [1].")
+    await ask(page, "And how do I start the answer bot?")
+    await expect(answers(page).last.locator(".body")).to_contain_text("A fresh answer")
+    # A new chat has no history: the model sees no earlier turns.
+    assert len(fake_openai.chat_requests[-1].messages) == 2
 
     await page.reload()  # the page comes back to the chat it was on
-    await expect(page.locator("article.message.user .body")).to_have_text("A fresh one?")
+    await expect(page.locator("article.message.user .body")).to_have_text(
+        "And how do I start the answer bot?"
+    )
+
+
+async def test_an_answer_goes_on_when_the_page_reloads_mid_stream(
+    page: Page, keyed: Core, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.reply(*ANSWER_CHUNKS, stall_after=2, stall=WAIT_MS / 1000)
+    await ask(page, INSTALL_QUESTION)
+    await expect(answers(page).last.locator(".body")).to_contain_text("Install it with pip:")
+
+    await page.reload()  # the socket closes mid-answer
+    await expect(answers(page).last.locator(".body")).to_contain_text("Still answering")
+    fake_openai.release()
+    await expect(answers(page).last.locator(".body")).to_contain_text("bot run [1].")
+    await expect(answers(page).last.locator(".sources li").first).to_contain_text("install.md")
+    await expect(answers(page)).to_have_count(1)
+
+
+async def test_a_failed_answer_says_so_and_the_page_recovers(
+    page: Page, keyed: Core, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.fail(500)
+    fake_openai.fail(500)
+    fake_openai.fail(500)
+    await ask(page, INSTALL_QUESTION)
+    answer = answers(page).last
+    await expect(answer.locator(".body")).to_contain_text("unavailable")
+    await expect(page.get_by_role("button", name="Send")).to_be_enabled()
+    await expect(answer.get_by_role("button", name="Helpful", exact=True)).to_have_count(0)
 
 
 # -- nothing from a question, an answer or a document runs -------------------------------------
@@ -207,23 +263,35 @@ async def assert_inert(page: Page) -> None:
     assert all(href.startswith(("http:", "https:", "mailto:")) for href in hrefs), hrefs
 
 
-async def test_html_in_a_question_an_answer_and_a_source_is_shown_as_text(
-    page: Page, core: FakeCore
+async def test_html_in_a_question_and_in_the_answer_is_shown_as_text(
+    page: Page, keyed: Core, fake_openai: FakeOpenAI
 ) -> None:
-    core.conversations.deltas = ("Quoting the doc: ", INJECTION, " [see](https://example.org)")
-    core.conversations.sources = (Source(1, "<script>x</script>.md", INJECTION, "x"),)
-    await ask(page, INJECTION)
+    fake_openai.reply("Quoting: ", INJECTION, " [see](https://example.org) [1]")
+    await ask(page, f"How do I install the answer bot? {INJECTION}")
     answer = answers(page).last
-    await expect(answer.locator(".sources li")).to_have_count(1)
+    await expect(answer.locator(".sources li").first).to_be_visible()
 
-    await expect(page.locator("article.message.user .body")).to_have_text(INJECTION)
+    await expect(page.locator("article.message.user .body")).to_contain_text(INJECTION)
     await expect(answer.locator(".body")).to_contain_text('<img src=x onerror="window.__pwned=1">')
-    await expect(answer.locator(".sources li")).to_contain_text("<script>x</script>.md")
+    await expect(answer.locator(".body")).to_contain_text("<script>window.__pwned=1</script>")
     link = answer.get_by_role("link", name="see")
     await expect(link).to_have_attribute("rel", "noopener noreferrer nofollow")
     await assert_inert(page)
     await page.reload()
-    await expect(answers(page).locator(".sources li")).to_contain_text("<script>x</script>.md")
+    await expect(answers(page).locator(".body")).to_contain_text("<script>window.__pwned=1")
+    await assert_inert(page)
+
+
+async def test_html_in_a_document_is_shown_as_text(page: Page, core: Core) -> None:
+    # No key: the bot quotes the best passages itself, so the document's text reaches the page.
+    await ask(page, "How long do refunds take?")
+    answer = answers(page).last
+    await expect(answer.locator(".sources li").first).to_contain_text("refunds.md")
+    await expect(answer.locator(".body")).to_contain_text("Refunds take five days.")
+    await expect(answer.locator(".body")).to_contain_text("<script>window.__pwned=1</script>")
+    await assert_inert(page)
+    await page.reload()
+    await expect(answers(page).locator(".sources li").first).to_contain_text("refunds.md")
     await assert_inert(page)
 
 
@@ -231,7 +299,7 @@ async def test_html_in_a_question_an_answer_and_a_source_is_shown_as_text(
 
 
 async def test_the_settings_form_sets_a_key_and_shows_only_its_end(
-    page: Page, core: FakeCore
+    page: Page, core: Core, fake_openai: FakeOpenAI
 ) -> None:
     await page.get_by_role("button", name="Settings").click()
     dialog = page.get_by_role("dialog", name="Settings")
@@ -239,25 +307,38 @@ async def test_the_settings_form_sets_a_key_and_shows_only_its_end(
     key_box = dialog.get_by_label("New API key")
     await expect(key_box).to_be_focused()
 
-    await key_box.fill("sk-wrong-0000")
+    await key_box.fill("sk-wrong-key-0000")
     await key_box.press("Enter")
     await expect(dialog.get_by_role("alert")).to_contain_text("rejected that key")
     assert await core.store.get_api_key(WORKSPACE) is None
 
-    secret = "sk-good-a-long-secret-WXYZ"
-    await key_box.fill(secret)
+    await key_box.fill("not a key")
+    await key_box.press("Enter")
+    await expect(dialog.get_by_role("alert")).to_contain_text("spaces")
+
+    await key_box.fill(FAKE_KEY)
     await dialog.get_by_role("button", name="Save key").click()
-    await expect(dialog.get_by_role("status")).to_have_text("A key ending in …WXYZ is set.")
+    await expect(dialog.get_by_role("status")).to_have_text(
+        f"A key ending in …{FAKE_KEY[-4:]} is set."
+    )
     await expect(key_box).to_have_value("")
     await expect(dialog.get_by_role("alert")).to_be_hidden()
-    assert secret not in await page.content()
-    assert await core.store.get_api_key(WORKSPACE) == secret
+    assert FAKE_KEY not in await page.content()
+    assert await core.store.get_api_key(WORKSPACE) == FAKE_KEY
 
+    # The key is used: the next question gets a written answer from the model.
     await page.keyboard.press("Escape")
     await expect(dialog).to_be_hidden()
+    fake_openai.reply("Written with the new key [1].")
+    await ask(page, INSTALL_QUESTION)
+    await expect(answers(page).last.locator(".body")).to_contain_text("Written with the new key")
+    assert fake_openai.chat_requests[-1].api_key == FAKE_KEY
+
     await page.reload()
     await page.get_by_role("button", name="Settings").click()
-    await expect(dialog.get_by_role("status")).to_have_text("A key ending in …WXYZ is set.")
+    await expect(dialog.get_by_role("status")).to_have_text(
+        f"A key ending in …{FAKE_KEY[-4:]} is set."
+    )
     await dialog.get_by_role("button", name="Remove key").click()
     await expect(dialog.get_by_role("status")).to_have_text("No key set: answers need one.")
     assert await core.store.get_api_key(WORKSPACE) is None
@@ -266,9 +347,14 @@ async def test_the_settings_form_sets_a_key_and_shows_only_its_end(
 # -- fits a phone ------------------------------------------------------------------------------
 
 
-async def test_the_page_fits_a_phone_and_shows_keyboard_focus(page: Page, core: FakeCore) -> None:
+async def test_the_page_fits_a_phone_and_shows_keyboard_focus(
+    page: Page, keyed: Core, fake_openai: FakeOpenAI
+) -> None:
     await page.set_viewport_size(PHONE)
-    await ask(page, "Does it fit?")
+    fake_openai.reply(
+        *ANSWER_CHUNKS, "\n\n| Setting | Default |\n|---|---|\n| HOST | 127.0.0.1 |\n"
+    )
+    await ask(page, INSTALL_QUESTION)
     await expect(answers(page).last.locator(".sources")).to_be_visible()
     overflow = await page.evaluate(
         "document.documentElement.scrollWidth - document.documentElement.clientWidth"
