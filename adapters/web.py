@@ -311,8 +311,10 @@ async def _answer(
 
 
 async def _close_sockets(app: web.Application) -> None:
-    for ws in list(app[WEB_CHAT].sockets):
-        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+    sockets = list(app[WEB_CHAT].sockets)
+    await asyncio.gather(
+        *(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down") for ws in sockets)
+    )
 
 
 async def _finish_answers(app: web.Application) -> None:

@@ -277,6 +277,21 @@ async def test_a_page_closed_mid_answer_still_gets_its_answer_stored(
     assert "bot" in history["messages"][1]["html"]
 
 
+async def test_shutting_down_lets_an_answer_in_flight_finish_and_be_stored(
+    client: TestClient[Any, Any], core: FakeCore
+) -> None:
+    core.conversations.gate = asyncio.Event()
+    cookie = await open_page(client)
+    async with client.ws_connect("/ws", headers={"Origin": origin(client)}) as ws:
+        await ws.send_json({"type": "ask", "conversation": "c1", "text": "Still there?"})
+        while json.loads((await asyncio.wait_for(ws.receive(), WAIT)).data)["type"] != "edit":
+            pass
+        asyncio.get_running_loop().call_later(0.2, core.conversations.gate.set)
+        await client.close()  # the server shuts down with the answer still being written
+    stored = await core.store.thread_messages(f"web:{session_ref(cookie)}:c1")
+    assert [m.role for m in stored] == ["user", "assistant"]
+
+
 @pytest.mark.parametrize(
     ("frame", "message"),
     [

@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from adapters.web import WORKSPACE, add_web_routes
+from adapters.web import SESSION_COOKIE, WORKSPACE, add_web_routes, session_ref, thread_key
 from bot.core import Core
 from bot.settings import Settings
+from bot.store import StoredMessage
 from tests.fake_openai import FAKE_KEY, FakeOpenAI
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
@@ -138,6 +139,13 @@ async def ask(page: Page, question: str) -> None:
     await box.press("Enter")
 
 
+async def stored_thread(page: Page, core: Core) -> list[StoredMessage]:
+    """The stored messages of the conversation the page shows, found as the adapter keys it."""
+    (cookie,) = [c for c in await page.context.cookies() if c["name"] == SESSION_COOKIE]
+    conversation = await page.evaluate("localStorage.getItem('answerbot.conversation')")
+    return await core.store.thread_messages(thread_key(session_ref(cookie["value"]), conversation))
+
+
 def answers(page: Page) -> Any:
     return page.locator("article.message.assistant")
 
@@ -172,9 +180,14 @@ async def test_a_typed_question_streams_in_with_its_sources(
     await expect(answer.locator(".body pre code")).to_have_text("pip install answerbot\n")
     await expect(answer.locator(".sources li").first).to_contain_text("install.md")
     await expect(answer).not_to_have_class("message assistant streaming")
-    await expect(answer.get_by_role("button", name="Helpful", exact=True)).to_be_visible()
     await expect(page.get_by_role("button", name="Send")).to_be_enabled()
     assert await answers(page).count() == 1  # grown in place
+
+    helpful = answer.get_by_role("button", name="Helpful", exact=True)
+    await helpful.click()
+    await expect(helpful).to_have_attribute("aria-pressed", "true")
+    stored = [m for m in await stored_thread(page, keyed) if m.role == "assistant"]
+    assert [m.feedback for m in stored] == [1]
 
 
 async def test_shift_enter_adds_a_line_and_enter_sends(
