@@ -1,0 +1,461 @@
+"""The knowledge index: what the bot knows from KNOWLEDGE_DIR, kept under DATA_DIR/index, and the
+hybrid search that finds the passages an answer cites.
+
+Keyword search (BM25) always works; dense vectors (Qdrant local mode, OpenAI-compatible embeddings)
+join by reciprocal rank fusion when the corpus was embedded and the asker has a key. A relevance
+cutoff drops passages that merely share a word, so an off-topic question gets no passages at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import httpx2
+from llama_index.embeddings.openai import OpenAIEmbedding
+
+from bot.chunking import Chunk, chunk_file, file_digest, source_files
+from bot.retrievers import KeywordIndex, VectorIndex, VectorsBusy, fuse
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+INDEX_DIRNAME = "index"
+MANIFEST_NAME = "manifest.json"
+CHUNKS_DIRNAME = "chunks"
+VECTORS_DIRNAME = "qdrant"
+MANIFEST_VERSION = 1
+
+# Passages each retriever proposes before fusion and the cutoff; top_k is taken from the fused list.
+CANDIDATES = 40
+# A passage is relevant when it holds this share of the question's informative words (weighted by
+# how rare each word is in the corpus; words the corpus never uses weigh the most) ...
+MIN_KEYWORD_COVERAGE = 1 / 3
+# ... or when its embedding is at least this cosine-similar to the question's. text-embedding-3
+# puts unrelated text near 0.1 and related text above 0.35.
+MIN_DENSE_SIMILARITY = 0.3
+
+# Embedding calls: the corpus at refresh may wait out rate limits; a question must not.
+EMBED_BATCH = 64
+CORPUS_EMBED_RETRIES = 3
+CORPUS_EMBED_TIMEOUT = 60.0
+QUERY_EMBED_RETRIES = 0
+QUERY_EMBED_TIMEOUT = 8.0
+EMBEDDERS_KEPT = 16  # one client per distinct workspace key, least recently used dropped
+# A long refresh commits its progress this often (files), so a crash loses at most this much work.
+CHECKPOINT_FILES = 50
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A passage the answer may cite; `score` ranks passages within one result, higher first."""
+
+    path: str
+    heading: str | None
+    text: str
+    score: float
+
+
+@dataclass(frozen=True)
+class RefreshReport:
+    """What one refresh did, by file path (relative to KNOWLEDGE_DIR)."""
+
+    added: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()  # unreadable now; a changed one keeps its previous version
+    chunks: int = 0  # passages in the index after the refresh
+    dense: bool = False  # every passage has an embedding for EMBED_MODEL
+    note: str | None = None  # why dense search is off, when it is
+
+    def summary(self) -> str:
+        counts = (
+            f"{len(self.added)} added, {len(self.changed)} changed, {len(self.removed)} removed, "
+            f"{len(self.unchanged)} unchanged"
+            + (f", {len(self.failed)} unreadable" if self.failed else "")
+        )
+        mode = "keyword + dense search" if self.dense else "keyword search only"
+        return f"{counts}; {self.chunks} passages; {mode}" + (
+            f" ({self.note})" if self.note else ""
+        )
+
+
+@dataclass
+class _Entry:
+    sha256: str
+    size: int
+    mtime_ns: int
+    chunks: list[str]
+    vectors: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+@dataclass
+class _Manifest:
+    files: dict[str, _Entry] = field(default_factory=dict)
+    embedding: dict[str, str] | None = None  # {"model", "base_url"} the vectors were made with
+
+    def to_bytes(self) -> bytes:
+        data = {
+            "version": MANIFEST_VERSION,
+            "embedding": self.embedding,
+            "files": {path: entry.to_json() for path, entry in sorted(self.files.items())},
+        }
+        return json.dumps(data, indent=1).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> _Manifest:
+        data = json.loads(raw)
+        if data.get("version") != MANIFEST_VERSION:
+            raise ValueError(f"manifest version {data.get('version')!r}")
+        files = {path: _Entry(**entry) for path, entry in data["files"].items()}
+        return cls(files=files, embedding=data.get("embedding"))
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """One consistent view of the index, swapped whole so searches never see a half refresh."""
+
+    chunks: dict[str, Chunk]
+    keywords: KeywordIndex | None
+    with_vectors: frozenset[str]
+    embedding: dict[str, str] | None
+    stamp: tuple[int, int] | None  # the manifest file it was read from (inode, mtime)
+
+
+class Knowledge:
+    """The bot's searchable knowledge; one per process (Qdrant local mode allows one)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._root = settings.data_dir / INDEX_DIRNAME
+        self._snapshot: _Snapshot | None = None
+        self._load_lock = asyncio.Lock()
+        self._refresh_lock = asyncio.Lock()
+        self._vectors: VectorIndex | None = None
+        self._http: httpx2.AsyncClient | None = None
+        self._embedders: OrderedDict[str, OpenAIEmbedding] = OrderedDict()
+
+    # Searching.
+
+    async def retrieve(self, query: str, *, api_key: str | None, top_k: int) -> list[Passage]:
+        """The `top_k` most relevant passages for `query`; [] when nothing is plausibly relevant.
+
+        Dense search joins when `api_key` is given and the corpus has vectors for EMBED_MODEL; if
+        it fails for any reason the answer goes on with keyword search alone.
+        """
+        snapshot = await self._current()
+        if snapshot.keywords is None or not query.strip():
+            return []
+        rankings = [await asyncio.to_thread(self._keyword_ranking, snapshot, query)]
+        if api_key and snapshot.with_vectors and snapshot.embedding == self._embedding_id():
+            try:
+                rankings.append(await self._dense_ranking(snapshot, query, api_key))
+            except Exception as exc:
+                log.warning("dense search failed, using keyword search alone: %s", _describe(exc))
+        fused = fuse(rankings)[:top_k]
+        return [
+            Passage(chunk.path, chunk.heading, chunk.text, score)
+            for chunk, score in ((snapshot.chunks[chunk_id], score) for chunk_id, score in fused)
+        ]
+
+    @staticmethod
+    def _keyword_ranking(snapshot: _Snapshot, query: str) -> list[str]:
+        assert snapshot.keywords is not None
+        hits = snapshot.keywords.search(query)
+        return [hit.chunk_id for hit in hits if hit.coverage >= MIN_KEYWORD_COVERAGE]
+
+    async def _dense_ranking(self, snapshot: _Snapshot, query: str, api_key: str) -> list[str]:
+        embedder = self._embedder(api_key, retries=QUERY_EMBED_RETRIES, timeout=QUERY_EMBED_TIMEOUT)
+        vector = await embedder.aget_query_embedding(query)
+        vectors = await self._open_vectors()
+        hits = await asyncio.to_thread(vectors.query, vector, CANDIDATES)
+        return [
+            chunk_id
+            for chunk_id, similarity in hits
+            if similarity >= MIN_DENSE_SIMILARITY and chunk_id in snapshot.with_vectors
+        ]
+
+    async def _current(self) -> _Snapshot:
+        """The loaded snapshot, reloaded when another process (`bot ingest`) rewrote the index."""
+        snapshot = self._snapshot
+        if snapshot is not None and snapshot.stamp == self._manifest_stamp():
+            return snapshot
+        async with self._load_lock:
+            if self._snapshot is None or self._snapshot.stamp != self._manifest_stamp():
+                self._snapshot = await asyncio.to_thread(self._load_snapshot)
+                if not self._snapshot.chunks:
+                    log.warning("the knowledge index is empty: run `bot ingest`")
+            return self._snapshot
+
+    # Refreshing.
+
+    async def refresh(self, progress: Progress | None = None) -> RefreshReport:
+        """Bring the index in step with KNOWLEDGE_DIR, touching only new, changed and deleted files.
+
+        `progress(done, total)` is called as files are processed (total: files needing work).
+        """
+        async with self._refresh_lock:
+            return await self._refresh(progress)
+
+    async def _refresh(self, progress: Progress | None) -> RefreshReport:
+        manifest = await asyncio.to_thread(self._read_manifest)
+        scan = await asyncio.to_thread(self._scan, manifest)
+        corpus_key = self._settings.openai_api_key
+        note: str | None = None
+        dense = corpus_key is not None
+        if corpus_key is None:
+            note = "no OPENAI_API_KEY to embed the documents with"
+        else:
+            try:
+                vectors = await self._open_vectors()
+            except VectorsBusy:
+                dense, note = (
+                    False,
+                    "the vector store is open in another process (is the bot running?)",
+                )
+            else:
+                if manifest.embedding != self._embedding_id():
+                    # Vectors from another model (or none yet): start the collection afresh.
+                    await asyncio.to_thread(vectors.reset)
+                    for entry in manifest.files.values():
+                        entry.vectors = False
+                    manifest.embedding = self._embedding_id()
+
+        added = [path for path in scan if path not in manifest.files]
+        changed = [
+            p for p in scan if p in manifest.files and scan[p][1] != manifest.files[p].sha256
+        ]
+        removed = [path for path in manifest.files if path not in scan]
+        unchanged = [path for path in scan if path not in added and path not in changed]
+        for path in unchanged:  # a touched file keeps its chunks but records the new stat
+            manifest.files[path].size, manifest.files[path].mtime_ns = scan[path][2], scan[path][3]
+        to_embed = [path for path in unchanged if dense and not manifest.files[path].vectors]
+        work = added + changed + to_embed
+        failed: list[str] = []
+        if progress:
+            progress(0, len(work))
+        for done, path in enumerate(work, start=1):
+            source, sha, size, mtime_ns = scan[path]
+            try:
+                if path in to_embed:
+                    chunks = await asyncio.to_thread(self._read_chunks, path, manifest.files[path])
+                else:
+                    chunks = await asyncio.to_thread(chunk_file, source, path, sha)
+                    await asyncio.to_thread(self._write_chunks, path, sha, chunks)
+            except Exception as exc:
+                log.warning("could not index %s: %s", path, _describe(exc))
+                failed.append(path)
+                continue
+            has_vectors = False
+            if dense and chunks:
+                assert corpus_key is not None
+                try:
+                    await self._embed_corpus(chunks, corpus_key.get_secret_value())
+                    has_vectors = True
+                except Exception as exc:
+                    log.warning("embedding the documents failed: %s", _describe(exc))
+                    dense, note = (
+                        False,
+                        f"embedding failed ({_describe(exc)}); retried next refresh",
+                    )
+            manifest.files[path] = _Entry(sha, size, mtime_ns, [c.id for c in chunks], has_vectors)
+            if progress:
+                progress(done, len(work))
+            if done % CHECKPOINT_FILES == 0:
+                await asyncio.to_thread(self._write_manifest, manifest)
+        for path in removed:
+            del manifest.files[path]
+        await asyncio.to_thread(self._write_manifest, manifest)
+        await asyncio.to_thread(self._collect_garbage, manifest)
+        self._snapshot = await asyncio.to_thread(self._load_snapshot)
+        everything_embedded = all(entry.vectors for entry in manifest.files.values())
+        return RefreshReport(
+            added=tuple(p for p in added if p not in failed),
+            changed=tuple(p for p in changed if p not in failed),
+            removed=tuple(removed),
+            unchanged=tuple(unchanged),
+            failed=tuple(failed),
+            chunks=len(self._snapshot.chunks),
+            dense=bool(manifest.files)
+            and everything_embedded
+            and manifest.embedding == self._embedding_id(),
+            note=note,
+        )
+
+    async def _embed_corpus(self, chunks: Sequence[Chunk], api_key: str) -> None:
+        embedder = self._embedder(
+            api_key, retries=CORPUS_EMBED_RETRIES, timeout=CORPUS_EMBED_TIMEOUT
+        )
+        embeddings = await embedder.aget_text_embedding_batch([c.indexed_text for c in chunks])
+        vectors = await self._open_vectors()
+        await asyncio.to_thread(vectors.add, [c.id for c in chunks], embeddings)
+
+    def _scan(self, manifest: _Manifest) -> dict[str, tuple[Path, str, int, int]]:
+        """path -> (file, sha256, size, mtime_ns); a file whose size and mtime are as recorded is
+        not read again."""
+        scan: dict[str, tuple[Path, str, int, int]] = {}
+        for path, source in source_files(self._settings.knowledge_dir).items():
+            stat = source.stat()
+            entry = manifest.files.get(path)
+            if entry and (entry.size, entry.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+                sha = entry.sha256
+            else:
+                sha = file_digest(source)
+            scan[path] = (source, sha, stat.st_size, stat.st_mtime_ns)
+        return scan
+
+    # Storage under DATA_DIR/index: a manifest naming one chunk file per indexed file version.
+    # Chunk files are written before the manifest that names them and deleted after it stops
+    # naming them, so whatever moment a crash picks, the manifest on disk is complete.
+
+    def _manifest_path(self) -> Path:
+        return self._root / MANIFEST_NAME
+
+    def _manifest_stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = self._manifest_path().stat()
+        except FileNotFoundError:
+            return None
+        return (stat.st_ino, stat.st_mtime_ns)
+
+    def _read_manifest(self) -> _Manifest:
+        try:
+            return _Manifest.from_bytes(self._manifest_path().read_bytes())
+        except FileNotFoundError:
+            return _Manifest()
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("index manifest unreadable (%s): rebuilding the index", exc)
+            return _Manifest()
+
+    def _write_manifest(self, manifest: _Manifest) -> None:
+        _write_atomic(self._manifest_path(), manifest.to_bytes())
+
+    def _chunks_path(self, path: str, sha: str) -> Path:
+        name = hashlib.sha256(f"{path}\0{sha}".encode()).hexdigest()
+        return self._root / CHUNKS_DIRNAME / f"{name}.json"
+
+    def _write_chunks(self, path: str, sha: str, chunks: Sequence[Chunk]) -> None:
+        payload = {"path": path, "sha256": sha, "chunks": [chunk.to_json() for chunk in chunks]}
+        _write_atomic(self._chunks_path(path, sha), json.dumps(payload).encode())
+
+    def _read_chunks(self, path: str, entry: _Entry) -> list[Chunk]:
+        data = json.loads(self._chunks_path(path, entry.sha256).read_bytes())
+        return [Chunk.from_json(item) for item in data["chunks"]]
+
+    def _load_snapshot(self) -> _Snapshot:
+        stamp = self._manifest_stamp()
+        manifest = self._read_manifest()
+        chunks: dict[str, Chunk] = {}
+        with_vectors: set[str] = set()
+        for path, entry in manifest.files.items():
+            try:
+                file_chunks = self._read_chunks(path, entry)
+            except (OSError, ValueError, KeyError) as exc:
+                log.warning(
+                    "index files of %s unreadable (%s); `bot ingest` rebuilds them", path, exc
+                )
+                continue
+            chunks.update((chunk.id, chunk) for chunk in file_chunks)
+            if entry.vectors:
+                with_vectors.update(chunk.id for chunk in file_chunks)
+        keywords = (
+            KeywordIndex([(c.id, c.indexed_text) for c in chunks.values()], CANDIDATES)
+            if chunks
+            else None
+        )
+        return _Snapshot(chunks, keywords, frozenset(with_vectors), manifest.embedding, stamp)
+
+    def _collect_garbage(self, manifest: _Manifest) -> None:
+        """Delete chunk files and vectors the manifest no longer names (old versions, deleted
+        files, the leftovers of an interrupted refresh)."""
+        live_files = {self._chunks_path(p, e.sha256) for p, e in manifest.files.items()}
+        for stale in (self._root / CHUNKS_DIRNAME).glob("*.json"):
+            if stale not in live_files:
+                stale.unlink(missing_ok=True)
+        if self._vectors is not None:
+            live_ids = {chunk_id for e in manifest.files.values() for chunk_id in e.chunks}
+            self._vectors.delete(self._vectors.ids() - live_ids)
+
+    # Dense search plumbing.
+
+    def _embedding_id(self) -> dict[str, str]:
+        return {"model": self._settings.embed_model, "base_url": self._settings.openai_base_url}
+
+    async def _open_vectors(self) -> VectorIndex:
+        if self._vectors is None:
+            self._vectors = await asyncio.to_thread(VectorIndex, self._root / VECTORS_DIRNAME)
+        return self._vectors
+
+    def _embedder(self, api_key: str, *, retries: int, timeout: float) -> OpenAIEmbedding:
+        cache_key = f"{retries}:{timeout}:{api_key}"
+        embedder = self._embedders.get(cache_key)
+        if embedder is None:
+            if self._http is None:
+                self._http = httpx2.AsyncClient()
+            # `model_name` sends EMBED_MODEL as is: `model=` accepts only OpenAI's own names.
+            embedder = OpenAIEmbedding(
+                model_name=self._settings.embed_model,
+                api_key=api_key,
+                api_base=self._settings.openai_base_url,
+                max_retries=retries,
+                timeout=timeout,
+                embed_batch_size=EMBED_BATCH,
+                # Annotated as httpx, but handed to openai 3, which takes (and checks for) httpx2.
+                async_http_client=cast(Any, self._http),
+            )
+            self._embedders[cache_key] = embedder
+            while len(self._embedders) > EMBEDDERS_KEPT:
+                self._embedders.popitem(last=False)
+        self._embedders.move_to_end(cache_key)
+        return embedder
+
+    async def close(self) -> None:
+        """Release the vector store (so another process may open it) and the HTTP client."""
+        async with self._refresh_lock:
+            if self._vectors is not None:
+                await asyncio.to_thread(self._vectors.close)
+                self._vectors = None
+            if self._http is not None:
+                await self._http.aclose()
+                self._http = None
+            self._embedders.clear()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` in one step: readers and crashes see the old or the new file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def _describe(exc: BaseException) -> str:
+    """An error for the log without its message: endpoint errors may echo part of the API key."""
+    status = getattr(exc, "status_code", None)
+    return f"{type(exc).__name__}" + (f" (HTTP {status})" if status else "")
