@@ -36,6 +36,7 @@ from adapters.slack_install import SlackInstallationStore, SlackStateStore, work
 from adapters.slack_setkey import SetKey
 from adapters.slack_surface import FEEDBACK_DOWN, FEEDBACK_UP, SlackSurface, call_slack
 from bot.errors import BotError
+from bot.mrkdwn import to_mrkdwn
 from bot.settings import Settings
 from bot.store import Store
 from bot.surface import Surface
@@ -155,18 +156,6 @@ def background(slack_app: AsyncApp) -> Background:
     return _BACKGROUND[slack_app]
 
 
-def _identity(text: str) -> str:
-    return text
-
-
-def _mrkdwn_renderer() -> Callable[[str], str]:
-    try:
-        from bot.mrkdwn import to_mrkdwn  # the shared Markdown -> mrkdwn converter
-    except ImportError:  # not in this tree yet: Slack shows Markdown nearly as is
-        return _identity
-    return to_mrkdwn
-
-
 def build_slack_app(settings: Settings, core: CoreLike) -> AsyncApp:
     """The bolt app with every listener registered; serve it with `add_slack_routes` (HTTP)
     or `run_socket_mode`."""
@@ -211,7 +200,7 @@ def build_slack_app(settings: Settings, core: CoreLike) -> AsyncApp:
     )
     tasks = Background()
     _BACKGROUND[app] = tasks
-    _Listeners(core, tasks, installations, _mrkdwn_renderer()).register(app)
+    _Listeners(core, tasks, installations, to_mrkdwn).register(app)
     return app
 
 
