@@ -38,6 +38,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 SESSION_COOKIE = "answerbot_session"
 SESSION_MAX_AGE_SECONDS = 30 * 24 * 3600  # a returning operator finds their chats for a month
 _SESSION_BYTES = 24
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{32}")  # token_urlsafe(24): 32 URL-safe characters
 _SESSION_REF_CHARS = 16  # of the sha256 hex digest: what thread keys and authors carry
 CSRF_HEADER = "X-Answerbot"  # a custom header forces a CORS preflight we never answer
 CONVERSATION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -127,7 +128,7 @@ def add_web_routes(app: web.Application, settings: Settings, core: CoreLike) -> 
 
 def _session_cookie(request: web.Request) -> str | None:
     value = request.cookies.get(SESSION_COOKIE)
-    return value if value and re.fullmatch(r"[A-Za-z0-9_-]{16,64}", value) else None
+    return value if value and SESSION_ID.fullmatch(value) else None
 
 
 def session_ref(cookie: str) -> str:

@@ -200,6 +200,10 @@
     let item = bubbles.get(frame.id);
     if (frame.type === "post" || !item) {
       if (frame.type !== "post") return;
+      // A long answer continues in a new message; the earlier ones are complete.
+      for (const done of log.querySelectorAll(".message.streaming")) {
+        done.classList.remove("streaming");
+      }
       item = addBubble("assistant");
       item.dataset.messageId = frame.id;
       bubbles.set(frame.id, item);
