@@ -39,6 +39,7 @@ RETRY_BACKOFF = 1.0
 MAX_RATE_LIMITED = 10
 # Writes given up before the stream stops writing at all (the channel is gone, the token revoked).
 MAX_GIVE_UPS = 3
+RENDER_CACHE = 64  # rendered texts kept per answer
 
 
 class Ending(Enum):
@@ -109,6 +110,9 @@ class AnswerStream:
         self._urgent_since = 0.0
         self._last_visible = 0.0
         self._text_shown = False
+        # Layout runs before and after each wait for the budget, and fitting renders too:
+        # rendering (Slack: a markdown parse) is the editor's main cost, so it is memoized.
+        self._rendered: dict[tuple[str, bool], str] = {}
         self.timings = Timings()
 
     # The API the conversation calls.
@@ -321,6 +325,15 @@ class AnswerStream:
         return kept + SECTION_BREAK + note, False
 
     def _show(self, part: Part, *, marker: bool) -> str:
+        key = (part.text, marker)
+        shown = self._rendered.get(key)
+        if shown is None:
+            if len(self._rendered) >= RENDER_CACHE:
+                self._rendered.clear()
+            shown = self._rendered[key] = self._render(part, marker=marker)
+        return shown
+
+    def _render(self, part: Part, *, marker: bool) -> str:
         # Trailing blank lines show nothing, and an edit that only adds them would be wasted.
         markdown = close_open(part.text).rstrip()
         if marker:
