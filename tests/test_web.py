@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from adapters.web import (
     CSRF_HEADER,
+    FAILED_ANSWER_NOTE,
     MAX_QUESTION_CHARS,
     SESSION_COOKIE,
     WORKSPACE,
@@ -24,7 +25,9 @@ from adapters.web import (
     session_ref,
 )
 from adapters.web_markdown import render_answer, render_markdown
+from adapters.web_surface import SocketChannel, WebSurface
 from bot.citations import Source, sources_markdown
+from bot.editor import MARKER
 from bot.errors import InputError, InvalidApiKey, ModelUnavailable
 from bot.settings import Settings
 from bot.store import Store
@@ -506,3 +509,41 @@ def test_sources_are_split_from_the_answer_and_fall_back_to_stored_ones() -> Non
     stored = render_answer("Body [1].", sources)
     assert stored.sources == rendered.sources
     assert render_answer("No sources here.").sources == []
+
+
+# -- the surface and stored states -------------------------------------------------------------
+
+
+def test_the_page_draws_its_own_caret_instead_of_the_editors_marker() -> None:
+    surface = WebSurface(SocketChannel(web.WebSocketResponse()), "c1")
+    assert surface.render(f"Half an answer {MARKER}") == "Half an answer"
+    assert surface.render("A finished answer.") == "A finished answer."
+    assert surface.measure("ab") == 2
+    assert surface.edit_budget.key != surface.post_budget.key
+
+
+async def test_a_failed_answer_reloads_marked_as_failed_without_feedback_buttons(
+    client: TestClient[Any, Any], core: FakeCore
+) -> None:
+    cookie = await open_page(client)
+    await core.store.record_exchange(
+        thread_key=f"web:{session_ref(cookie)}:c1",
+        workspace=WORKSPACE,
+        question="Will this work?",
+        answer="It started to",
+        sources=[],
+        status="failed",
+    )
+    history = await (await client.get("/api/conversations/c1", headers=api_headers(client))).json()
+    answer = history["messages"][1]
+    assert answer["status"] == "failed"
+    assert answer["note"] == FAILED_ANSWER_NOTE
+
+
+async def test_a_forged_session_cookie_is_replaced_by_a_fresh_one(
+    client: TestClient[Any, Any],
+) -> None:
+    client.session.cookie_jar.update_cookies({SESSION_COOKIE: "short"})
+    response = await client.get("/")
+    assert SESSION_COOKIE in response.cookies
+    assert response.cookies[SESSION_COOKIE].value != "short"
