@@ -97,7 +97,6 @@ class AnswerStream:
         self._edit_budget: Budget = editor.budgets.get(surface.edit_budget)
         self._post_budget: Budget = editor.budgets.get(surface.post_budget)
         self._chunks: list[str] = []
-        self._joined = ""
         self._frozen: list[Part] = []  # parts whose messages will not change until the end
         self._frozen_rendered: list[str] = []
         self._frozen_length = 0
@@ -181,6 +180,9 @@ class AnswerStream:
             self._wake.set()
         self._ensure_task()
         assert self._task is not None
+        if self._task.done() and not self._dead:
+            # The task died of a bug mid-answer (logged): one more go at the end state.
+            self._task = asyncio.create_task(self._run(), name="answer stream end")
         # Shielded: a caller cancelled while waiting must not leave the message "thinking".
         await asyncio.shield(self._task)
 
@@ -218,7 +220,11 @@ class AnswerStream:
                     if rate_limited > MAX_RATE_LIMITED:
                         self._give_up(write, error)
                         return
-                except PlatformError as error:
+                except Exception as error:
+                    # Adapters raise PlatformError; anything else is their bug, treated alike
+                    # so the answer still ends visibly.
+                    if not isinstance(error, PlatformError):
+                        log.exception("surface call failed unexpectedly")
                     refusals += 1
                     if refusals >= MAX_ATTEMPTS:
                         self._give_up(write, error)
@@ -247,10 +253,11 @@ class AnswerStream:
             self._final_delivered = True
             self.timings.final = now
 
-    def _give_up(self, write: _Write, error: PlatformError) -> None:
-        log.warning("giving up a write to message %d of an answer: %s", write.index, error.detail)
+    def _give_up(self, write: _Write, error: Exception) -> None:
+        detail = error.detail if isinstance(error, PlatformError) else type(error).__name__
+        log.warning("giving up a write to message %d of an answer: %s", write.index, detail)
         self.timings.given_up += 1
-        self.timings.refused.append(error.detail)
+        self.timings.refused.append(detail)
         if write.index < len(self._messages):
             self._messages[write.index].shown = write.text  # don't retry this content
         if write.final is not None:

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bot.clock import Clock
-from bot.errors import PlatformError
 from bot.mrkdwn import to_mrkdwn
 from bot.surface import BudgetSpec, Final
 
@@ -26,7 +25,7 @@ class Call:
 
 @dataclass
 class FakeSurface:
-    """Records posts and edits; `refuse` may raise a PlatformError for a call instead."""
+    """Records posts and edits; `refuse` may return an error to raise for a call instead."""
 
     clock: Clock
     edit_budget: BudgetSpec = DISCORD_CHANNEL
@@ -34,7 +33,7 @@ class FakeSurface:
     max_size: int = 2000
     latency: float = 0.05
     slack: bool = False
-    refuse: Callable[[Call], PlatformError | None] | None = None
+    refuse: Callable[[Call], Exception | None] | None = None
     calls: list[Call] = field(default_factory=list)
     refused: list[Call] = field(default_factory=list)
     shown: dict[str, str] = field(default_factory=dict)

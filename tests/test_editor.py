@@ -109,7 +109,7 @@ def test_no_edit_when_nothing_changed() -> None:
 def test_a_429_pauses_every_answer_on_the_budget_and_text_keeps_coalescing() -> None:
     limited_at: list[float] = []
 
-    def refuse(call: Call) -> PlatformError | None:
+    def refuse(call: Call) -> Exception | None:
         if call.kind == "edit" and call.at >= 3.0 and not limited_at:
             limited_at.append(call.at)
             return PlatformRateLimited(20.0)
@@ -308,7 +308,7 @@ def test_a_platform_that_keeps_refusing_cannot_hang_the_answer() -> None:
 def test_an_edit_refused_a_few_times_is_retried_and_lands() -> None:
     refusals = iter([PlatformError("internal_error"), PlatformError("internal_error")])
 
-    def refuse(call: Call) -> PlatformError | None:
+    def refuse(call: Call) -> Exception | None:
         return next(refusals, None) if call.final is not None else None
 
     async def main(clock: VirtualClock) -> None:
@@ -320,6 +320,21 @@ def test_an_edit_refused_a_few_times_is_retried_and_lands() -> None:
         await stream.finish("", Final(2))
         assert surface.messages == ["Answer"]
         assert surface.finals["m0"] == Final(2)
+
+    run(main)
+
+
+def test_an_unexpected_error_from_an_adapter_is_retried_like_a_refusal() -> None:
+    errors = iter([RuntimeError("adapter bug")])
+
+    async def main(clock: VirtualClock) -> None:
+        surface = FakeSurface(clock, refuse=lambda call: next(errors, None))
+        stream = Editor(clock=clock).stream(surface)
+        await stream.start()
+        stream.push("Answer")
+        await stream.finish("", Final(2))
+        assert surface.messages == ["Answer"]
+        assert surface.calls[-1].final == Final(2)
 
     run(main)
 
