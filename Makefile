@@ -21,4 +21,5 @@ test: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	bash scripts/install-browser.sh
 	$(PY) -m pytest -q
