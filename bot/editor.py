@@ -6,7 +6,12 @@ asks the right budget for a call, and only when the call is granted lays out wha
 should now show: everything that arrived while it waited goes into that one write, and nothing is
 written when nothing changed. The first post and the first visible text and the final writes
 outrank interim edits in every budget, so a saturated budget shows fewer intermediate states but
-never drops or delays an answer's start and end. Adapters supply only `bot.surface.Surface`.
+serves every answer's start and end first, and drops none. Adapters supply only
+`bot.surface.Surface`.
+
+Tasks: one per answer, never one per edit. The answer's task keeps its writes in order (an
+answer's messages are never written twice at once, and its last write carries `Final`); each
+busy budget adds one dispatcher that decides whose call goes next (see `bot.budget`).
 """
 
 from __future__ import annotations
