@@ -88,20 +88,31 @@ class Call:
 
 
 class _Window:
-    """A sliding-window limit like Slack's: at most `rate` calls in `window` seconds."""
+    """A sliding-window limit like Slack's: at most `rate` calls in `window` seconds.
+
+    It also notes calls made before a Retry-After it gave had passed: Slack penalises apps
+    that ignore it, so the bot must not do that."""
+
+    EARLY_TOLERANCE = 0.05  # seconds: timer granularity, not a grace period
 
     def __init__(self, rate: int, window: float) -> None:
         self.rate, self.window = rate, window
         self.times: dict[str, deque[float]] = defaultdict(deque)
+        self.blocked_until: dict[str, float] = {}
+        self.early: list[str] = []
 
     def retry_after(self, key: str) -> float | None:
         now = time.monotonic()
+        if now < self.blocked_until.get(key, 0.0) - self.EARLY_TOLERANCE:
+            self.early.append(key)
         seen = self.times[key]
         while seen and seen[0] <= now - self.window:
             seen.popleft()
         if len(seen) >= self.rate:
             # Tenths of a second keep tests fast; Slack itself sends whole seconds.
-            return max(0.1, math.ceil((seen[0] + self.window - now) * 10) / 10)
+            wait = max(0.1, math.ceil((seen[0] + self.window - now) * 10) / 10)
+            self.blocked_until[key] = now + wait
+            return wait
         seen.append(now)
         return None
 
@@ -230,6 +241,11 @@ class FakeSlack:
 
     def bot_messages(self, channel: str, thread_ts: str) -> list[Message]:
         return [m for m in self.thread(channel, thread_ts) if m.bot_id]
+
+    @property
+    def early_calls(self) -> list[str]:
+        """Limited calls made before the Retry-After the fake had given for them ran out."""
+        return self._updates.early + self._posts.early
 
     def count(self, method: str, *, status: int | None = None) -> int:
         return sum(
