@@ -56,6 +56,8 @@ QUERY_EMBED_TIMEOUT = 8.0
 EMBEDDERS_KEPT = 16  # one client per distinct workspace key, least recently used dropped
 # A long refresh commits its progress this often (files), so a crash loses at most this much work.
 CHECKPOINT_FILES = 50
+# Files parsed and embedded at once: embedding calls wait on the network, not on these 2 cores.
+FILES_IN_FLIGHT = 4
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,9 @@ class RefreshReport:
     chunks: int = 0  # passages in the index after the refresh
     dense: bool = False  # every passage has an embedding for EMBED_MODEL
     note: str | None = None  # why dense search is off, when it is
+
+    def __str__(self) -> str:
+        return self.summary()
 
     def summary(self) -> str:
         counts = (
@@ -125,6 +130,25 @@ class _Manifest:
             raise ValueError(f"manifest version {data.get('version')!r}")
         files = {path: _Entry(**entry) for path, entry in data["files"].items()}
         return cls(files=files, embedding=data.get("embedding"))
+
+
+@dataclass(frozen=True)
+class _Found:
+    """A document as the scan found it."""
+
+    source: Path
+    sha256: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class _Run:
+    """What one refresh learns as it goes."""
+
+    dense: bool
+    note: str | None = None
+    failed: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -216,87 +240,106 @@ class Knowledge:
     async def _refresh(self, progress: Progress | None) -> RefreshReport:
         manifest = await asyncio.to_thread(self._read_manifest)
         scan = await asyncio.to_thread(self._scan, manifest)
-        corpus_key = self._settings.openai_api_key
-        note: str | None = None
-        dense = corpus_key is not None
-        if corpus_key is None:
-            note = "no OPENAI_API_KEY to embed the documents with"
-        else:
-            try:
-                vectors = await self._open_vectors()
-            except VectorsBusy:
-                dense, note = (
-                    False,
-                    "the vector store is open in another process (is the bot running?)",
-                )
-            else:
-                if manifest.embedding != self._embedding_id():
-                    # Vectors from another model (or none yet): start the collection afresh.
-                    await asyncio.to_thread(vectors.reset)
-                    for entry in manifest.files.values():
-                        entry.vectors = False
-                    manifest.embedding = self._embedding_id()
-
+        intact = await asyncio.to_thread(self._intact_entries, manifest)
+        run = _Run(dense=False)
+        await self._prepare_vectors(manifest, run)
         added = [path for path in scan if path not in manifest.files]
-        changed = [
-            p for p in scan if p in manifest.files and scan[p][1] != manifest.files[p].sha256
-        ]
+        # A file whose chunk file went missing is parsed again, as if it had changed.
+        changed = [p for p in scan if p in manifest.files and scan[p].sha256 != intact.get(p)]
         removed = [path for path in manifest.files if path not in scan]
         unchanged = [path for path in scan if path not in added and path not in changed]
-        for path in unchanged:  # a touched file keeps its chunks but records the new stat
-            manifest.files[path].size, manifest.files[path].mtime_ns = scan[path][2], scan[path][3]
-        to_embed = [path for path in unchanged if dense and not manifest.files[path].vectors]
+        for path in unchanged:  # a touched file keeps its chunks but records its new stat
+            manifest.files[path].size = scan[path].size
+            manifest.files[path].mtime_ns = scan[path].mtime_ns
+        to_embed = [path for path in unchanged if run.dense and not manifest.files[path].vectors]
         work = added + changed + to_embed
-        failed: list[str] = []
         if progress:
             progress(0, len(work))
-        for done, path in enumerate(work, start=1):
-            source, sha, size, mtime_ns = scan[path]
-            try:
-                if path in to_embed:
-                    chunks = await asyncio.to_thread(self._read_chunks, path, manifest.files[path])
-                else:
-                    chunks = await asyncio.to_thread(chunk_file, source, path, sha)
-                    await asyncio.to_thread(self._write_chunks, path, sha, chunks)
-            except Exception as exc:
-                log.warning("could not index %s: %s", path, _describe(exc))
-                failed.append(path)
-                continue
-            has_vectors = False
-            if dense and chunks:
-                assert corpus_key is not None
-                try:
-                    await self._embed_corpus(chunks, corpus_key.get_secret_value())
-                    has_vectors = True
-                except Exception as exc:
-                    log.warning("embedding the documents failed: %s", _describe(exc))
-                    dense, note = (
-                        False,
-                        f"embedding failed ({_describe(exc)}); retried next refresh",
-                    )
-            manifest.files[path] = _Entry(sha, size, mtime_ns, [c.id for c in chunks], has_vectors)
+        done = 0
+        slots = asyncio.Semaphore(FILES_IN_FLIGHT)
+
+        async def index(path: str) -> None:
+            nonlocal done
+            async with slots:
+                entry = await self._index_file(path, scan[path], manifest, path in to_embed, run)
+            if entry is not None:
+                manifest.files[path] = entry
+            done += 1
             if progress:
                 progress(done, len(work))
             if done % CHECKPOINT_FILES == 0:
                 await asyncio.to_thread(self._write_manifest, manifest)
+
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                for path in work:
+                    tasks.create_task(index(path))
+        except ExceptionGroup as group:
+            # Callers expect one error (disk full, ...); the other files were cancelled.
+            raise group.exceptions[0] from None
         for path in removed:
             del manifest.files[path]
         await asyncio.to_thread(self._write_manifest, manifest)
         await asyncio.to_thread(self._collect_garbage, manifest)
         self._snapshot = await asyncio.to_thread(self._load_snapshot)
-        everything_embedded = all(entry.vectors for entry in manifest.files.values())
+        embedded = all(entry.vectors for entry in manifest.files.values())
         return RefreshReport(
-            added=tuple(p for p in added if p not in failed),
-            changed=tuple(p for p in changed if p not in failed),
+            added=tuple(p for p in added if p not in run.failed),
+            changed=tuple(p for p in changed if p not in run.failed),
             removed=tuple(removed),
             unchanged=tuple(unchanged),
-            failed=tuple(failed),
+            failed=tuple(sorted(run.failed)),
             chunks=len(self._snapshot.chunks),
-            dense=bool(manifest.files)
-            and everything_embedded
-            and manifest.embedding == self._embedding_id(),
-            note=note,
+            dense=bool(manifest.files) and embedded and manifest.embedding == self._embedding_id(),
+            note=run.note,
         )
+
+    async def _prepare_vectors(self, manifest: _Manifest, run: _Run) -> None:
+        """Open the vector store for this refresh, if the documents can be embedded at all."""
+        if self._settings.openai_api_key is None:
+            run.note = "no OPENAI_API_KEY to embed the documents with"
+            return
+        try:
+            vectors = await self._open_vectors()
+        except VectorsBusy:
+            run.note = "the vector store is open in another process (is the bot running?)"
+            return
+        run.dense = True
+        if manifest.embedding != self._embedding_id():
+            # Vectors from another model (or none yet) cannot be compared: start afresh.
+            await asyncio.to_thread(vectors.reset)
+            for entry in manifest.files.values():
+                entry.vectors = False
+            manifest.embedding = self._embedding_id()
+
+    async def _index_file(
+        self, path: str, found: _Found, manifest: _Manifest, only_embed: bool, run: _Run
+    ) -> _Entry | None:
+        """Parse (or, `only_embed`, reload) one file's chunks and embed them; None if unreadable,
+        which leaves its previous version, if any, in the index."""
+        try:
+            if only_embed:
+                chunks = await asyncio.to_thread(self._read_chunks, path, manifest.files[path])
+            else:
+                chunks = await asyncio.to_thread(chunk_file, found.source, path, found.sha256)
+        except Exception as exc:
+            # Parsers raise anything; their messages hold no secrets and say what is wrong.
+            log.warning("could not index %s: %s: %s", path, type(exc).__name__, exc)
+            run.failed.add(path)
+            return None
+        if not only_embed:  # failing to write the index is not the document's fault: raise
+            await asyncio.to_thread(self._write_chunks, path, found.sha256, chunks)
+        has_vectors = run.dense  # a file without text has all the vectors it needs
+        key = self._settings.openai_api_key
+        if run.dense and chunks and key is not None:
+            try:
+                await self._embed_corpus(chunks, key.get_secret_value())
+            except Exception as exc:
+                log.warning("embedding the documents failed: %s", _describe(exc))
+                has_vectors = run.dense = False
+                run.note = f"embedding failed ({_describe(exc)}); retried next refresh"
+        ids = [chunk.id for chunk in chunks]
+        return _Entry(found.sha256, found.size, found.mtime_ns, ids, has_vectors)
 
     async def _embed_corpus(self, chunks: Sequence[Chunk], api_key: str) -> None:
         embedder = self._embedder(
@@ -306,10 +349,10 @@ class Knowledge:
         vectors = await self._open_vectors()
         await asyncio.to_thread(vectors.add, [c.id for c in chunks], embeddings)
 
-    def _scan(self, manifest: _Manifest) -> dict[str, tuple[Path, str, int, int]]:
-        """path -> (file, sha256, size, mtime_ns); a file whose size and mtime are as recorded is
-        not read again."""
-        scan: dict[str, tuple[Path, str, int, int]] = {}
+    def _scan(self, manifest: _Manifest) -> dict[str, _Found]:
+        """The supported files of KNOWLEDGE_DIR; one whose size and mtime are as recorded is not
+        read again."""
+        scan: dict[str, _Found] = {}
         for path, source in source_files(self._settings.knowledge_dir).items():
             stat = source.stat()
             entry = manifest.files.get(path)
@@ -317,7 +360,7 @@ class Knowledge:
                 sha = entry.sha256
             else:
                 sha = file_digest(source)
-            scan[path] = (source, sha, stat.st_size, stat.st_mtime_ns)
+            scan[path] = _Found(source, sha, stat.st_size, stat.st_mtime_ns)
         return scan
 
     # Storage under DATA_DIR/index: a manifest naming one chunk file per indexed file version.
@@ -345,6 +388,14 @@ class Knowledge:
 
     def _write_manifest(self, manifest: _Manifest) -> None:
         _write_atomic(self._manifest_path(), manifest.to_bytes())
+
+    def _intact_entries(self, manifest: _Manifest) -> dict[str, str]:
+        """path -> sha256 of the manifest's entries whose chunk file is on disk."""
+        return {
+            path: entry.sha256
+            for path, entry in manifest.files.items()
+            if self._chunks_path(path, entry.sha256).is_file()
+        }
 
     def _chunks_path(self, path: str, sha: str) -> Path:
         name = hashlib.sha256(f"{path}\0{sha}".encode()).hexdigest()

@@ -377,6 +377,22 @@ async def test_a_corrupt_manifest_means_a_rebuild_not_a_crash(
     assert paths(await knowledge.retrieve("sturdyword", api_key=None, top_k=3)) == ["a.md"]
 
 
+async def test_lost_index_files_are_rebuilt_from_the_documents(
+    tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge]
+) -> None:
+    settings = make_settings(tmp_path)
+    write(settings.knowledge_dir, "a.md", "# A\n\nThe phoenixword is here.\n")
+    await open_knowledge(settings).refresh()
+    for chunk_file_path in (settings.data_dir / "index" / "chunks").iterdir():
+        chunk_file_path.unlink()
+
+    knowledge = open_knowledge(settings)
+    report = await knowledge.refresh()
+
+    assert report.changed == ("a.md",)
+    assert paths(await knowledge.retrieve("phoenixword", api_key=None, top_k=3)) == ["a.md"]
+
+
 async def test_an_empty_knowledge_folder_gives_no_passages(
     tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge]
 ) -> None:
@@ -612,6 +628,18 @@ async def test_unchanged_files_are_not_embedded_again(
 
     assert report.changed == ("unrelated.md",) and report.dense
     assert embeddings.texts_embedded(OPERATOR_KEY) == embedded + 1
+
+
+async def test_a_document_without_text_does_not_keep_dense_search_off(
+    tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge], embeddings: FakeEmbeddings
+) -> None:
+    settings = dense_settings(tmp_path, embeddings)
+    write_password_corpus(settings.knowledge_dir)
+    write(settings.knowledge_dir, "empty.md", "")
+
+    report = await open_knowledge(settings).refresh()
+
+    assert report.dense and "empty.md" in report.added
 
 
 async def test_a_rejected_operator_key_leaves_keyword_search_and_is_retried(
