@@ -45,6 +45,7 @@ MAX_RATE_LIMITED = 10
 # Writes given up before the stream stops writing at all (the channel is gone, the token revoked).
 MAX_GIVE_UPS = 3
 RENDER_CACHE = 64  # rendered texts kept per answer
+CLOSE_GRACE = 10.0  # seconds `Editor.close` waits for answers' end states at shutdown
 
 
 class Ending(Enum):
@@ -88,15 +89,35 @@ class Editor:
     def __init__(self, clock: Clock | None = None) -> None:
         self.clock: Clock = clock or LoopClock()
         self.budgets = Budgets(self.clock)
+        self._streams: set[AnswerStream] = set()  # those whose task runs
 
     def stream(self, surface: Surface) -> AnswerStream:
         return AnswerStream(self, surface)
+
+    async def close(self, grace: float = CLOSE_GRACE) -> None:
+        """At shutdown: end every answer still streaming as cancelled, give the end states
+        `grace` seconds to land, then stop whatever still runs."""
+        for stream in list(self._streams):
+            stream._request_end(Ending.CANCELLED, "", Final(None))
+        pending = {task for stream in self._streams if (task := stream._task) is not None}
+        if pending:
+            _, pending = await asyncio.wait(pending, timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    def _spawn(self, stream: AnswerStream, name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(stream._run(), name=name)
+        self._streams.add(stream)
+        task.add_done_callback(lambda _: self._streams.discard(stream))
+        return task
 
 
 class AnswerStream:
     """One answer being written into one surface; `push` deltas, then finish, fail or cancel."""
 
     def __init__(self, editor: Editor, surface: Surface) -> None:
+        self._editor = editor
         self._surface = surface
         self._clock = editor.clock
         self._edit_budget: Budget = editor.budgets.get(surface.edit_budget)
@@ -173,9 +194,15 @@ class AnswerStream:
     def _ensure_task(self) -> None:
         if self._task is None:
             self.timings.started = self._clock.monotonic()
-            self._task = asyncio.create_task(self._run(), name="answer stream")
+            self._task = self._editor._spawn(self, "answer stream")
 
     async def _end(self, ending: Ending, extra: str, final: Final) -> None:
+        self._request_end(ending, extra, final)
+        assert self._task is not None
+        # Shielded: a caller cancelled while waiting must not leave the message "thinking".
+        await asyncio.shield(self._task)
+
+    def _request_end(self, ending: Ending, extra: str, final: Final) -> None:
         if self._ending is None:
             now = self.timings.ended = self._clock.monotonic()
             if self._text_shown or not self._chunks:
@@ -187,9 +214,7 @@ class AnswerStream:
         assert self._task is not None
         if self._task.done() and not self._dead:
             # The task died of a bug mid-answer (logged): one more go at the end state.
-            self._task = asyncio.create_task(self._run(), name="answer stream end")
-        # Shielded: a caller cancelled while waiting must not leave the message "thinking".
-        await asyncio.shield(self._task)
+            self._task = self._editor._spawn(self, "answer stream end")
 
     async def _run(self) -> None:
         try:

@@ -214,6 +214,22 @@ def test_every_interim_edit_is_well_formed() -> None:
     run(main)
 
 
+def test_slack_interim_edits_close_bold_in_mrkdwn() -> None:
+    async def main(clock: VirtualClock) -> None:
+        surface = slack_surface(clock)
+        stream = Editor(clock=clock).stream(surface)
+        await stream.start()
+        await clock.sleep(1.0)
+        stream.push("Set **the token")
+        await clock.sleep(5.0)
+        assert surface.messages == ["Set *the token* " + MARKER]
+        stream.push("** & go")
+        await stream.finish("", Final(1))
+        assert surface.messages == ["Set *the token* &amp; go"]
+
+    run(main)
+
+
 def test_slack_messages_are_mrkdwn_and_fit_in_bytes() -> None:
     async def main(clock: VirtualClock) -> None:
         surface = slack_surface(clock)
@@ -441,5 +457,41 @@ def test_marker_and_placeholder_never_survive_the_end() -> None:
         for message in surface.messages:
             assert MARKER not in message and PLACEHOLDER not in message
         assert re.search(r"word199\.?\n\n\*\*Sources\*\*", surface.messages[-1])
+
+    run(main)
+
+
+def test_closing_the_editor_ends_every_answer_still_streaming() -> None:
+    async def main(clock: VirtualClock) -> None:
+        editor = Editor(clock=clock)
+        ending, abandoned = FakeSurface(clock), FakeSurface(clock)
+        first, second = editor.stream(ending), editor.stream(abandoned)
+        await first.start()
+        await second.start()
+        first.push("Almost")
+        second.push("Never finished")
+        await clock.sleep(2.0)
+        stopping = asyncio.create_task(first.fail("Shutting down."))
+        await asyncio.sleep(0)  # the conversation's own end state comes first
+        await editor.close(grace=30.0)
+        await stopping
+        assert ending.messages == ["Almost\n\n⚠️ Shutting down."]
+        assert abandoned.messages == ["Never finished\n\n" + CANCELLED_NOTE]
+        assert clock.monotonic() <= 2.0 + 30.0
+
+    run(main)
+
+
+def test_closing_gives_up_on_a_platform_that_does_not_answer() -> None:
+    async def main(clock: VirtualClock) -> None:
+        editor = Editor(clock=clock)
+        surface = FakeSurface(clock)
+        stream = editor.stream(surface)
+        await stream.start()
+        stream.push("Text")
+        await clock.sleep(2.0)
+        surface.latency = 3600.0  # the platform hangs
+        await editor.close(grace=10.0)
+        assert clock.monotonic() == pytest.approx(12.0)
 
     run(main)
