@@ -509,25 +509,8 @@ class FakeSlack:
     async def command(
         self, team_id: str, user: str, text: str, *, channel: str = "C0CMD", name: str = "/setkey"
     ) -> aiohttp.ClientResponse:
-        team = self.teams[team_id]
-        self.channels.setdefault(channel, team_id)
-        form = {
-            "token": "legacy-verification-token",
-            "team_id": team_id,
-            "team_domain": team_id.lower(),
-            "channel_id": channel,
-            "channel_name": "general",
-            "user_id": user,
-            "user_name": user.lower(),
-            "command": name,
-            "text": text,
-            "api_app_id": APP_ID,
-            "is_enterprise_install": "false",
-            "response_url": f"{self.url}/response/{next(self._ids)}",
-            "trigger_id": f"{next(self._ids)}.trigger",
-        }
-        if team.enterprise_id:
-            form["enterprise_id"] = team.enterprise_id
+        """A person runs a slash command; the bot's HTTP response is the ack."""
+        form = self.command_payload(team_id, user, text, channel=channel, name=name)
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
         return await self._send(urlencode(form), headers)
 
@@ -598,20 +581,46 @@ class FakeSlack:
                 await self._notify()
         return ws
 
-    async def push(self, envelope: dict[str, Any]) -> str:
-        """Send an Events API envelope over the open Socket Mode connection."""
+    async def push(self, payload: dict[str, Any], kind: str = "events_api") -> str:
+        """Send a payload (`events_api`, `slash_commands`, `interactive`) over the open Socket
+        Mode connection; returns the envelope id its ack must carry."""
         envelope_id = f"env-{next(self._ids)}"
         await self._sockets[-1].send_json(
             {
                 "envelope_id": envelope_id,
-                "type": "events_api",
-                "payload": envelope,
-                "accepts_response_payload": False,
+                "type": kind,
+                "payload": payload,
+                "accepts_response_payload": kind != "events_api",
                 "retry_attempt": 0,
                 "retry_reason": "",
             }
         )
         return envelope_id
+
+    def command_payload(
+        self, team_id: str, user: str, text: str, *, channel: str = "C0CMD", name: str = "/setkey"
+    ) -> dict[str, str]:
+        """A slash command as Slack sends it (a form over HTTP, a JSON object over a socket)."""
+        team = self.teams[team_id]
+        self.channels.setdefault(channel, team_id)
+        form = {
+            "token": "legacy-verification-token",
+            "team_id": team_id,
+            "team_domain": team_id.lower(),
+            "channel_id": channel,
+            "channel_name": "general",
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": name,
+            "text": text,
+            "api_app_id": APP_ID,
+            "is_enterprise_install": "false",
+            "response_url": f"{self.url}/response/{next(self._ids)}",
+            "trigger_id": f"{next(self._ids)}.trigger",
+        }
+        if team.enterprise_id:
+            form["enterprise_id"] = team.enterprise_id
+        return form
 
     @property
     def socket_connected(self) -> bool:

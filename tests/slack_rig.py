@@ -75,12 +75,17 @@ class Bot:
         await background(self.app).idle()
 
 
-@asynccontextmanager
-async def running_bot(settings: Settings, fake: FakeSlack) -> AsyncIterator[Bot]:
-    """A bot process: its own core on the settings' database, serving HTTP on a loopback port."""
+async def open_core(settings: Settings) -> Core:
     write_knowledge(settings.knowledge_dir)
     core = await Core.open(settings)
     await core.knowledge.refresh()
+    return core
+
+
+@asynccontextmanager
+async def running_bot(settings: Settings, fake: FakeSlack) -> AsyncIterator[Bot]:
+    """A bot process: its own core on the settings' database, serving HTTP on a loopback port."""
+    core = await open_core(settings)
     app = build_slack_app(settings, core)
     web_app = web.Application()
     add_slack_routes(web_app, app)
