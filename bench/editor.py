@@ -190,7 +190,9 @@ async def one_answer(
     return outcome, len(pieces)
 
 
-async def scenario(platform: Platform, answers: int, seed: int, clock: VirtualClock, real: bool):
+async def scenario(
+    platform: Platform, answers: int, seed: int, clock: VirtualClock, real: bool
+) -> tuple[list[Outcome | None], int, list[Sink], float]:
     editor = Editor(clock=clock) if real else None
     sinks = [
         Sink(platform, platform.channel(i), clock, random.Random(seed + i)) for i in range(answers)

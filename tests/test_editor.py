@@ -46,14 +46,13 @@ async def stream_words(
     return "".join(sent)
 
 
-def slack_surface(clock: VirtualClock, channel: str = "C1", **kwargs: object) -> FakeSurface:
+def slack_surface(clock: VirtualClock, channel: str = "C1") -> FakeSurface:
     return FakeSurface(
         clock,
         edit_budget=SLACK_UPDATE,
         post_budget=BudgetSpec(f"slack:T1:{channel}:post", 1, 1.0),
         max_size=3500,
         slack=True,
-        **kwargs,  # type: ignore[arg-type]
     )
 
 
