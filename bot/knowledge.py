@@ -9,12 +9,7 @@ cutoff drops passages that merely share a word, so an off-topic question gets no
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
-import json
 import logging
-import os
-import tempfile
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +20,7 @@ import httpx2
 from llama_index.embeddings.openai import OpenAIEmbedding
 
 from bot.chunking import Chunk, chunk_file, file_digest, source_files
+from bot.manifest import Entry, IndexFiles, Manifest
 from bot.retrievers import KeywordIndex, VectorIndex, VectorsBusy, fuse
 from bot.settings import Settings
 
@@ -33,10 +29,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 
 INDEX_DIRNAME = "index"
-MANIFEST_NAME = "manifest.json"
-CHUNKS_DIRNAME = "chunks"
 VECTORS_DIRNAME = "qdrant"
-MANIFEST_VERSION = 1
 
 # Passages each retriever proposes before fusion and the cutoff; top_k is taken from the fused list.
 CANDIDATES = 40
@@ -62,7 +55,8 @@ FILES_IN_FLIGHT = 4
 
 @dataclass(frozen=True)
 class Passage:
-    """A passage the answer may cite; `score` ranks passages within one result, higher first."""
+    """A passage the answer may cite. `score` is its reciprocal-rank-fused score: it orders the
+    passages of one result (higher first) and means nothing across questions."""
 
     path: str
     heading: str | None
@@ -96,40 +90,6 @@ class RefreshReport:
         return f"{counts}; {self.chunks} passages; {mode}" + (
             f" ({self.note})" if self.note else ""
         )
-
-
-@dataclass
-class _Entry:
-    sha256: str
-    size: int
-    mtime_ns: int
-    chunks: list[str]
-    vectors: bool
-
-    def to_json(self) -> dict[str, Any]:
-        return self.__dict__.copy()
-
-
-@dataclass
-class _Manifest:
-    files: dict[str, _Entry] = field(default_factory=dict)
-    embedding: dict[str, str] | None = None  # {"model", "base_url"} the vectors were made with
-
-    def to_bytes(self) -> bytes:
-        data = {
-            "version": MANIFEST_VERSION,
-            "embedding": self.embedding,
-            "files": {path: entry.to_json() for path, entry in sorted(self.files.items())},
-        }
-        return json.dumps(data, indent=1).encode()
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> _Manifest:
-        data = json.loads(raw)
-        if data.get("version") != MANIFEST_VERSION:
-            raise ValueError(f"manifest version {data.get('version')!r}")
-        files = {path: _Entry(**entry) for path, entry in data["files"].items()}
-        return cls(files=files, embedding=data.get("embedding"))
 
 
 @dataclass(frozen=True)
@@ -168,6 +128,7 @@ class Knowledge:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._root = settings.data_dir / INDEX_DIRNAME
+        self._files = IndexFiles(self._root)
         self._snapshot: _Snapshot | None = None
         self._load_lock = asyncio.Lock()
         self._refresh_lock = asyncio.Lock()
@@ -218,10 +179,10 @@ class Knowledge:
     async def _current(self) -> _Snapshot:
         """The loaded snapshot, reloaded when another process (`bot ingest`) rewrote the index."""
         snapshot = self._snapshot
-        if snapshot is not None and snapshot.stamp == self._manifest_stamp():
+        if snapshot is not None and snapshot.stamp == self._files.stamp():
             return snapshot
         async with self._load_lock:
-            if self._snapshot is None or self._snapshot.stamp != self._manifest_stamp():
+            if self._snapshot is None or self._snapshot.stamp != self._files.stamp():
                 self._snapshot = await asyncio.to_thread(self._load_snapshot)
                 if not self._snapshot.chunks:
                     log.warning("the knowledge index is empty: run `bot ingest`")
@@ -238,9 +199,9 @@ class Knowledge:
             return await self._refresh(progress)
 
     async def _refresh(self, progress: Progress | None) -> RefreshReport:
-        manifest = await asyncio.to_thread(self._read_manifest)
+        manifest = await asyncio.to_thread(self._files.read_manifest)
         scan = await asyncio.to_thread(self._scan, manifest)
-        intact = await asyncio.to_thread(self._intact_entries, manifest)
+        intact = await asyncio.to_thread(self._files.intact, manifest)
         run = _Run(dense=False)
         await self._prepare_vectors(manifest, run)
         added = [path for path in scan if path not in manifest.files]
@@ -268,7 +229,7 @@ class Knowledge:
             if progress:
                 progress(done, len(work))
             if done % CHECKPOINT_FILES == 0:
-                await asyncio.to_thread(self._write_manifest, manifest)
+                await asyncio.to_thread(self._files.write_manifest, manifest)
 
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -279,7 +240,7 @@ class Knowledge:
             raise group.exceptions[0] from None
         for path in removed:
             del manifest.files[path]
-        await asyncio.to_thread(self._write_manifest, manifest)
+        await asyncio.to_thread(self._files.write_manifest, manifest)
         await asyncio.to_thread(self._collect_garbage, manifest)
         self._snapshot = await asyncio.to_thread(self._load_snapshot)
         embedded = all(entry.vectors for entry in manifest.files.values())
@@ -294,7 +255,7 @@ class Knowledge:
             note=run.note,
         )
 
-    async def _prepare_vectors(self, manifest: _Manifest, run: _Run) -> None:
+    async def _prepare_vectors(self, manifest: Manifest, run: _Run) -> None:
         """Open the vector store for this refresh, if the documents can be embedded at all."""
         if self._settings.openai_api_key is None:
             run.note = "no OPENAI_API_KEY to embed the documents with"
@@ -313,13 +274,15 @@ class Knowledge:
             manifest.embedding = self._embedding_id()
 
     async def _index_file(
-        self, path: str, found: _Found, manifest: _Manifest, only_embed: bool, run: _Run
-    ) -> _Entry | None:
+        self, path: str, found: _Found, manifest: Manifest, only_embed: bool, run: _Run
+    ) -> Entry | None:
         """Parse (or, `only_embed`, reload) one file's chunks and embed them; None if unreadable,
         which leaves its previous version, if any, in the index."""
         try:
             if only_embed:
-                chunks = await asyncio.to_thread(self._read_chunks, path, manifest.files[path])
+                chunks = await asyncio.to_thread(
+                    self._files.read_chunks, path, manifest.files[path]
+                )
             else:
                 chunks = await asyncio.to_thread(chunk_file, found.source, path, found.sha256)
         except Exception as exc:
@@ -328,7 +291,7 @@ class Knowledge:
             run.failed.add(path)
             return None
         if not only_embed:  # failing to write the index is not the document's fault: raise
-            await asyncio.to_thread(self._write_chunks, path, found.sha256, chunks)
+            await asyncio.to_thread(self._files.write_chunks, path, found.sha256, chunks)
         has_vectors = run.dense  # a file without text has all the vectors it needs
         key = self._settings.openai_api_key
         if run.dense and chunks and key is not None:
@@ -339,7 +302,7 @@ class Knowledge:
                 has_vectors = run.dense = False
                 run.note = f"embedding failed ({_describe(exc)}); retried next refresh"
         ids = [chunk.id for chunk in chunks]
-        return _Entry(found.sha256, found.size, found.mtime_ns, ids, has_vectors)
+        return Entry(found.sha256, found.size, found.mtime_ns, ids, has_vectors)
 
     async def _embed_corpus(self, chunks: Sequence[Chunk], api_key: str) -> None:
         embedder = self._embedder(
@@ -349,7 +312,7 @@ class Knowledge:
         vectors = await self._open_vectors()
         await asyncio.to_thread(vectors.add, [c.id for c in chunks], embeddings)
 
-    def _scan(self, manifest: _Manifest) -> dict[str, _Found]:
+    def _scan(self, manifest: Manifest) -> dict[str, _Found]:
         """The supported files of KNOWLEDGE_DIR; one whose size and mtime are as recorded is not
         read again."""
         scan: dict[str, _Found] = {}
@@ -363,60 +326,16 @@ class Knowledge:
             scan[path] = _Found(source, sha, stat.st_size, stat.st_mtime_ns)
         return scan
 
-    # Storage under DATA_DIR/index: a manifest naming one chunk file per indexed file version.
-    # Chunk files are written before the manifest that names them and deleted after it stops
-    # naming them, so whatever moment a crash picks, the manifest on disk is complete.
-
-    def _manifest_path(self) -> Path:
-        return self._root / MANIFEST_NAME
-
-    def _manifest_stamp(self) -> tuple[int, int] | None:
-        try:
-            stat = self._manifest_path().stat()
-        except FileNotFoundError:
-            return None
-        return (stat.st_ino, stat.st_mtime_ns)
-
-    def _read_manifest(self) -> _Manifest:
-        try:
-            return _Manifest.from_bytes(self._manifest_path().read_bytes())
-        except FileNotFoundError:
-            return _Manifest()
-        except (ValueError, KeyError, TypeError) as exc:
-            log.warning("index manifest unreadable (%s): rebuilding the index", exc)
-            return _Manifest()
-
-    def _write_manifest(self, manifest: _Manifest) -> None:
-        _write_atomic(self._manifest_path(), manifest.to_bytes())
-
-    def _intact_entries(self, manifest: _Manifest) -> dict[str, str]:
-        """path -> sha256 of the manifest's entries whose chunk file is on disk."""
-        return {
-            path: entry.sha256
-            for path, entry in manifest.files.items()
-            if self._chunks_path(path, entry.sha256).is_file()
-        }
-
-    def _chunks_path(self, path: str, sha: str) -> Path:
-        name = hashlib.sha256(f"{path}\0{sha}".encode()).hexdigest()
-        return self._root / CHUNKS_DIRNAME / f"{name}.json"
-
-    def _write_chunks(self, path: str, sha: str, chunks: Sequence[Chunk]) -> None:
-        payload = {"path": path, "sha256": sha, "chunks": [chunk.to_json() for chunk in chunks]}
-        _write_atomic(self._chunks_path(path, sha), json.dumps(payload).encode())
-
-    def _read_chunks(self, path: str, entry: _Entry) -> list[Chunk]:
-        data = json.loads(self._chunks_path(path, entry.sha256).read_bytes())
-        return [Chunk.from_json(item) for item in data["chunks"]]
+    # The snapshot searches use, and what the manifest no longer needs.
 
     def _load_snapshot(self) -> _Snapshot:
-        stamp = self._manifest_stamp()
-        manifest = self._read_manifest()
+        stamp = self._files.stamp()
+        manifest = self._files.read_manifest()
         chunks: dict[str, Chunk] = {}
         with_vectors: set[str] = set()
         for path, entry in manifest.files.items():
             try:
-                file_chunks = self._read_chunks(path, entry)
+                file_chunks = self._files.read_chunks(path, entry)
             except (OSError, ValueError, KeyError) as exc:
                 log.warning(
                     "index files of %s unreadable (%s); `bot ingest` rebuilds them", path, exc
@@ -432,13 +351,10 @@ class Knowledge:
         )
         return _Snapshot(chunks, keywords, frozenset(with_vectors), manifest.embedding, stamp)
 
-    def _collect_garbage(self, manifest: _Manifest) -> None:
+    def _collect_garbage(self, manifest: Manifest) -> None:
         """Delete chunk files and vectors the manifest no longer names (old versions, deleted
         files, the leftovers of an interrupted refresh)."""
-        live_files = {self._chunks_path(p, e.sha256) for p, e in manifest.files.items()}
-        for stale in (self._root / CHUNKS_DIRNAME).glob("*.json"):
-            if stale not in live_files:
-                stale.unlink(missing_ok=True)
+        self._files.remove_unlisted(manifest)
         if self._vectors is not None:
             live_ids = {chunk_id for e in manifest.files.values() for chunk_id in e.chunks}
             self._vectors.delete(self._vectors.ids() - live_ids)
@@ -486,24 +402,6 @@ class Knowledge:
                 await self._http.aclose()
                 self._http = None
             self._embedders.clear()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` in one step: readers and crashes see the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
 
 
 def _describe(exc: BaseException) -> str:

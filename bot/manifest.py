@@ -1,0 +1,136 @@
+"""The knowledge index's files under DATA_DIR/index: a manifest (document -> content hash -> chunk
+ids) and one chunk file per indexed version of a document, each written atomically.
+
+Chunk files are written before the manifest that names them and deleted only after it stops
+naming them, so whatever moment a crash picks, the manifest on disk names complete files. JSON on
+purpose: SQL belongs to bot/store.py, and these files are rewritten whole, never queried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bot.chunking import Chunk
+
+log = logging.getLogger(__name__)
+
+MANIFEST_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+CHUNKS_DIRNAME = "chunks"
+
+
+@dataclass
+class Entry:
+    """One indexed document: its content hash, stat (to skip hashing), chunks and vector state."""
+
+    sha256: str
+    size: int
+    mtime_ns: int
+    chunks: list[str]
+    vectors: bool  # its chunks have embeddings for the manifest's embedding model
+
+
+@dataclass
+class Manifest:
+    files: dict[str, Entry] = field(default_factory=dict)
+    embedding: dict[str, str] | None = None  # {"model", "base_url"} the vectors were made with
+
+    def to_bytes(self) -> bytes:
+        data = {
+            "version": MANIFEST_VERSION,
+            "embedding": self.embedding,
+            "files": {path: asdict(entry) for path, entry in sorted(self.files.items())},
+        }
+        return json.dumps(data, indent=1).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Manifest:
+        data = json.loads(raw)
+        if data.get("version") != MANIFEST_VERSION:
+            raise ValueError(f"manifest version {data.get('version')!r}")
+        files = {path: Entry(**entry) for path, entry in data["files"].items()}
+        return cls(files=files, embedding=data.get("embedding"))
+
+
+class IndexFiles:
+    """The manifest and chunk files under one directory; synchronous, run in worker threads."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+
+    @property
+    def manifest_path(self) -> Path:
+        return self._root / MANIFEST_NAME
+
+    def stamp(self) -> tuple[int, int] | None:
+        """Changes whenever the manifest is replaced (by this process or another one)."""
+        try:
+            stat = self.manifest_path.stat()
+        except FileNotFoundError:
+            return None
+        return (stat.st_ino, stat.st_mtime_ns)
+
+    def read_manifest(self) -> Manifest:
+        try:
+            return Manifest.from_bytes(self.manifest_path.read_bytes())
+        except FileNotFoundError:
+            return Manifest()
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("index manifest unreadable (%s): the index will be rebuilt", exc)
+            return Manifest()
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        write_atomic(self.manifest_path, manifest.to_bytes())
+
+    def chunks_path(self, path: str, sha256: str) -> Path:
+        name = hashlib.sha256(f"{path}\0{sha256}".encode()).hexdigest()
+        return self._root / CHUNKS_DIRNAME / f"{name}.json"
+
+    def write_chunks(self, path: str, sha256: str, chunks: Sequence[Chunk]) -> None:
+        payload = {"path": path, "sha256": sha256, "chunks": [c.to_json() for c in chunks]}
+        write_atomic(self.chunks_path(path, sha256), json.dumps(payload).encode())
+
+    def read_chunks(self, path: str, entry: Entry) -> list[Chunk]:
+        data = json.loads(self.chunks_path(path, entry.sha256).read_bytes())
+        return [Chunk.from_json(item) for item in data["chunks"]]
+
+    def intact(self, manifest: Manifest) -> dict[str, str]:
+        """path -> sha256 of the manifest's entries whose chunk file is on disk."""
+        return {
+            path: entry.sha256
+            for path, entry in manifest.files.items()
+            if self.chunks_path(path, entry.sha256).is_file()
+        }
+
+    def remove_unlisted(self, manifest: Manifest) -> None:
+        """Delete chunk files the manifest no longer names (old versions, deleted documents)."""
+        live = {self.chunks_path(path, entry.sha256) for path, entry in manifest.files.items()}
+        for stale in (self._root / CHUNKS_DIRNAME).glob("*.json"):
+            if stale not in live:
+                stale.unlink(missing_ok=True)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` in one step: readers and crashes see the old or the new file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
