@@ -6,7 +6,7 @@ Each answer: a question at t in [0, 1) s, a placeholder, retrieval and the model
 1-2 s later, then ~600 small deltas at ~40 a second, then finish with a sources footer. Every
 platform call takes 0.1-0.4 s. Slack-like: one workspace (chat.update 50/min shared by all),
 answers spread over 10 channels (chat.postMessage 1/s each), 3,500-byte messages in mrkdwn.
-"slack-1ch": the same workspace with every answer in a channel of its own, so placeholders all go
+"slack-own-ch": the same workspace with every answer in a channel of its own, so placeholders all go
 out at once and every answer then waits on chat.update. Discord-like: 10 channels, create and
 edit sharing 5 per 5 s per channel, 2,000 characters.
 
@@ -87,7 +87,7 @@ class Platform:
 SLACK = Platform("slack", 3500, slack=True)
 # The saturation case: placeholders all out at once, every answer then waiting on the
 # workspace's 50 chat.update calls a minute.
-SLACK_SPREAD = Platform("slack-1ch", 3500, slack=True, channels=None)
+SLACK_SPREAD = Platform("slack-own-ch", 3500, slack=True, channels=None)
 DISCORD = Platform("discord", 2000, slack=False)
 
 
