@@ -18,7 +18,7 @@ from bot.errors import BotError, InputError, PlatformError
 from bot.settings import Settings
 
 if TYPE_CHECKING:
-    from adapters.slack import KeysLike
+    from adapters.slack_listeners import KeysLike
 
 log = logging.getLogger(__name__)
 

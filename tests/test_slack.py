@@ -210,3 +210,18 @@ async def test_an_empty_mention_gets_a_hint_not_an_answer(
     assert fake_slack.count("chat.postEphemeral") == 1
     assert fake_slack.count("chat.postMessage") == 0
     assert fake_openai.chat_requests == []
+
+
+async def test_a_follow_up_posted_while_the_first_answer_streams_is_answered(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, bot: Bot
+) -> None:
+    fake_openai.reply("Employees get ", "25 days per year [1].", stall_after=1, stall=30.0)
+    fake_openai.reply("Request vacation in the HR portal [1].")
+    asked = await fake_slack.say("T1", CHANNEL, USER, mention(fake_slack, VACATION))
+    await fake_slack.wait_for(lambda: len(fake_slack.bot_messages(CHANNEL, asked.ts)) == 1)
+    await fake_slack.say("T1", CHANNEL, USER, "And how do I request vacation?", thread_ts=asked.ts)
+    await fake_slack.wait_for(lambda: len(streamed(fake_openai)) == 2)
+    fake_openai.release()
+    await answered(fake_slack, bot, CHANNEL, asked.ts, n=2)
+    texts = [m.text for m in fake_slack.bot_messages(CHANNEL, asked.ts)]
+    assert "25 days per year" in texts[0] and "HR portal" in texts[1]

@@ -9,7 +9,7 @@ import pytest
 from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack import strip_mention
+from adapters.slack_listeners import strip_mention
 from adapters.slack_surface import MAX_MESSAGE_BYTES, SECTION_TEXT_LIMIT, SlackSurface
 from bot.errors import PlatformError, PlatformRateLimited
 from bot.settings import Settings
