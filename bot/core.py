@@ -47,6 +47,8 @@ class Core:
         )
 
     async def close(self) -> None:
+        # Adapters have stopped taking questions; answers still streaming end as cancelled.
+        await self.editor.close()
         await self.answerer.close()
         await self.knowledge.close()
         await self.store.close()
