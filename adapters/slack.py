@@ -22,6 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack_install import SlackInstallationStore, SlackStateStore
 from adapters.slack_listeners import Background, CoreLike, Listeners
+from bot.errors import ConfigError
 from bot.mrkdwn import to_mrkdwn
 from bot.settings import Settings
 
@@ -70,6 +71,7 @@ def background(slack_app: AsyncApp) -> Background:
 def build_slack_app(settings: Settings, core: CoreLike) -> AsyncApp:
     """The bolt app with every listener registered; serve it with `add_slack_routes` (HTTP)
     or `run_socket_mode`."""
+    _check(settings)
     logger = sdk_logger()
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     # Only connection errors are retried: a retried 429 would hide from the editor's budget.
@@ -113,6 +115,18 @@ def build_slack_app(settings: Settings, core: CoreLike) -> AsyncApp:
     _BACKGROUND[app] = tasks
     Listeners(core, tasks, installations, to_mrkdwn).register(app)
     return app
+
+
+def _check(settings: Settings) -> None:
+    # Caught at start: otherwise bolt would refuse every request (or fail on the first one).
+    if settings.slack_client_id and settings.slack_client_secret is None:
+        raise ConfigError("SLACK_CLIENT_ID is set without SLACK_CLIENT_SECRET.")
+    if not (settings.slack_bot_token or settings.slack_client_id):
+        raise ConfigError("Slack needs SLACK_BOT_TOKEN, or SLACK_CLIENT_ID and SECRET.")
+    if settings.slack_app_token is None and settings.slack_signing_secret is None:
+        raise ConfigError(
+            "Slack over HTTP needs SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN for Socket Mode)."
+        )
 
 
 # -- serving --------------------------------------------------------------------------------------

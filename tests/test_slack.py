@@ -225,3 +225,17 @@ async def test_a_follow_up_posted_while_the_first_answer_streams_is_answered(
     await answered(fake_slack, bot, CHANNEL, asked.ts, n=2)
     texts = [m.text for m in fake_slack.bot_messages(CHANNEL, asked.ts)]
     assert "25 days per year" in texts[0] and "HR portal" in texts[1]
+
+
+async def test_events_are_acknowledged_while_the_answer_is_still_being_written(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, bot: Bot
+) -> None:
+    fake_openai.reply("Employees get ", "25 days per year [1].", stall_after=1, stall=30.0)
+    message = fake_slack.user_says("T1", CHANNEL, USER, mention(fake_slack, VACATION))
+    [envelope, _] = fake_slack.events_for("T1", message)
+    response = await fake_slack.deliver(envelope)  # Slack waits at most 3 s for this
+    assert response.status == 200
+    await fake_slack.wait_for(lambda: len(streamed(fake_openai)) == 1)
+    assert not any(m.buttons for m in fake_slack.bot_messages(CHANNEL, message.ts))
+    fake_openai.release()
+    await answered(fake_slack, bot, CHANNEL, message.ts)

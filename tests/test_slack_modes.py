@@ -12,6 +12,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from adapters.slack import add_slack_routes, background, build_slack_app, run_socket_mode
+from bot.errors import ConfigError
 from bot.settings import Settings
 from tests.fake_openai import FakeOpenAI
 from tests.fake_slack import APP_TOKEN, FakeSlack
@@ -124,3 +125,23 @@ async def test_unsigned_requests_are_refused(
         await bot.idle()
     assert response.status == 401
     assert fake_slack.count("chat.postMessage") == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "complaint"),
+    [
+        ({"slack_signing_secret": None}, "SLACK_SIGNING_SECRET"),
+        ({"slack_bot_token": None}, "SLACK_BOT_TOKEN"),
+        ({"slack_client_id": "1.2", "slack_client_secret": None}, "SLACK_CLIENT_SECRET"),
+    ],
+)
+async def test_incomplete_slack_settings_fail_at_start_with_a_clear_message(
+    fake_settings: Settings, fake_slack: FakeSlack, change: dict[str, object], complaint: str
+) -> None:
+    settings = slack_settings(fake_settings, fake_slack, **change)
+    core = await open_core(settings)
+    try:
+        with pytest.raises(ConfigError, match=complaint):
+            build_slack_app(settings, core)
+    finally:
+        await core.close()
