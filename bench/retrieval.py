@@ -22,7 +22,7 @@ from bot.retrievers import KeywordIndex
 from bot.settings import Settings
 
 SECTIONS_PER_FILE = 10
-WORDS_PER_SECTION = 80
+WORDS_PER_SECTION = 120  # ~300 tokens of pseudo-words: one chunk each (CHUNK_TOKENS is 384)
 VOCABULARY = 5000
 QUERIES = 200
 QUERY_WORDS = 4
@@ -31,7 +31,8 @@ SEED = 7
 
 
 def make_corpus(root: Path, chunks: int, rng: random.Random) -> list[str]:
-    words = [f"w{n}{chr(97 + n % 26)}" for n in range(VOCABULARY)]
+    syllables = ["ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "be", "du"]
+    words = ["".join(syllables[int(d)] for d in f"{n:04d}") for n in range(VOCABULARY)]
     weights = [1 / (rank + 1) for rank in range(VOCABULARY)]  # Zipf-like, as in real text
     for file_number in range(chunks // SECTIONS_PER_FILE):
         sections = []
