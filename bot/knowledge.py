@@ -14,15 +14,16 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
-
-import httpx2
-from llama_index.embeddings.openai import OpenAIEmbedding
+from typing import TYPE_CHECKING, Any, cast
 
 from bot.chunking import Chunk, chunk_file, file_digest, source_files
 from bot.manifest import Entry, IndexFiles, Manifest
 from bot.retrievers import KeywordIndex, VectorIndex, VectorsBusy, fuse
 from bot.settings import Settings
+
+if TYPE_CHECKING:  # imported when first used: a keyword-only bot starts a second sooner
+    import httpx2
+    from llama_index.embeddings.openai import OpenAIEmbedding
 
 log = logging.getLogger(__name__)
 
@@ -373,6 +374,9 @@ class Knowledge:
         cache_key = f"{retries}:{timeout}:{api_key}"
         embedder = self._embedders.get(cache_key)
         if embedder is None:
+            import httpx2
+            from llama_index.embeddings.openai import OpenAIEmbedding
+
             if self._http is None:
                 self._http = httpx2.AsyncClient()
             # `model_name` sends EMBED_MODEL as is: `model=` accepts only OpenAI's own names.

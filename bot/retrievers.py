@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import bm25s
 import numpy as np
@@ -21,8 +21,9 @@ import Stemmer
 from llama_index.core.schema import BaseNode, TextNode
 from llama_index.core.vector_stores.types import VectorStoreQuery
 from llama_index.retrievers.bm25 import BM25Retriever
-from llama_index.vector_stores.qdrant import QdrantVectorStore
-from qdrant_client import QdrantClient
+
+if TYPE_CHECKING:  # imported when first used: a keyword-only bot starts a second sooner
+    from llama_index.vector_stores.qdrant import QdrantVectorStore
 
 LANGUAGE = "english"
 # Words too common to tell passages apart; questions' "how do I" must not rank passages.
@@ -112,6 +113,8 @@ class VectorIndex:
     """Chunk embeddings in Qdrant local mode under one directory; the ids are the chunk ids."""
 
     def __init__(self, path: Path) -> None:
+        from qdrant_client import QdrantClient
+
         path.mkdir(parents=True, exist_ok=True)
         try:
             self._client = QdrantClient(path=str(path))
@@ -124,6 +127,8 @@ class VectorIndex:
         self._store = self._new_store()
 
     def _new_store(self) -> QdrantVectorStore:
+        from llama_index.vector_stores.qdrant import QdrantVectorStore
+
         # No payload index: local mode ignores them and warns.
         return QdrantVectorStore(
             client=self._client, collection_name=COLLECTION, index_doc_id=False
