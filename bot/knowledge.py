@@ -37,8 +37,10 @@ CANDIDATES = 40
 # A passage is relevant when it holds this share of the question's informative words (weighted by
 # how rare each word is in the corpus; words the corpus never uses weigh the most) ...
 MIN_KEYWORD_COVERAGE = 1 / 3
-# ... or when its embedding is at least this cosine-similar to the question's. text-embedding-3
-# puts unrelated text near 0.1 and related text above 0.35.
+# ... or when its embedding is at least this cosine-similar to the question's. Set for OpenAI's
+# text-embedding-3 models, where unrelated text scores roughly 0.0-0.2 and related passages well
+# above 0.3; other models have other baselines (some score unrelated text 0.4+), so this would
+# need raising for them.
 MIN_DENSE_SIMILARITY = 0.3
 
 # Embedding calls: the corpus at refresh may wait out rate limits; a question must not.
