@@ -52,6 +52,7 @@ INVITE_URL = "https://discord.com/oauth2/authorize"
 RESTART_BASE_SECONDS = 5.0  # first wait after a failed connection
 RESTART_CAP_SECONDS = 300.0  # longest wait between connection attempts
 STABLE_AFTER_SECONDS = 600.0  # a connection that lived this long resets the backoff
+SHUTDOWN_GRACE_SECONDS = 10.0  # how long answers in flight get to show "cancelled"
 THREAD_NAME_LIMIT = 100  # Discord's limit on thread names
 MESSAGE_MAP_PREFIX = "discord.thread_of:"  # store setting: message id -> conversation
 NO_QUESTION = "Ask me a question after the mention, for example: @me how do I reset my password?"
@@ -87,6 +88,17 @@ class DiscordBot(discord.Client):
         self.settings = settings
         self.core = core
         self.tree = build_tree(self)
+        self._answering: set[asyncio.Task[Any]] = set()
+
+    async def close(self) -> None:
+        """Stop answers in flight first (they show "cancelled"), then disconnect."""
+        current = asyncio.current_task()
+        tasks = [t for t in self._answering if not t.done() and t is not current]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_SECONDS)
+        await super().close()
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(FeedbackButton)
@@ -222,6 +234,9 @@ class DiscordBot(discord.Client):
         event_id: str,
         on_failure: Callable[[str], Awaitable[Any]],
     ) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._answering.add(task)
         try:
             reply = await self.core.conversations.reply(
                 surface=surface,
@@ -236,6 +251,9 @@ class DiscordBot(discord.Client):
             log.exception("answering %s failed", event_id)
             await _quietly(on_failure(ANSWER_CRASHED))
             return
+        finally:
+            if task is not None:
+                self._answering.discard(task)
         if reply is None and isinstance(surface, InteractionSurface):
             await _quietly(on_failure(ALREADY_ANSWERED))
 

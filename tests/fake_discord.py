@@ -44,6 +44,7 @@ TIMESTAMP = "2026-11-21T10:00:00.000000+00:00"
 TOLERATED_EXTRAS = {
     ("PUT", "guilds/{}/commands"): {"nsfw"},  # guild commands: nsfw only in the global schema
     ("PATCH", "webhooks/{}/{}/messages/{}"): {"tts"},  # edits can't change tts
+    ("PATCH", "channels/{}/messages/{}"): {"tts"},
 }
 
 _ids = itertools.count(1_300_000_000_000_000_000)
@@ -65,6 +66,12 @@ class SpecChecker:
                     # Auth is checked by the fake itself; openapi-core can't read this scheme.
                     operation.pop("security", None)
         _forbid_unknown_keys(spec["components"])
+        # Discord reads a snowflake sent as a JSON integer too, and discord.py sends them so
+        # (message_reference); the spec only describes the string form.
+        snowflake = spec["components"]["schemas"]["SnowflakeType"]
+        spec["components"]["schemas"]["SnowflakeType"] = {
+            "anyOf": [snowflake, {"type": "integer", "minimum": 0}]
+        }
         self._api = OpenAPI.from_dict(spec, config=Config(spec_validator_cls=None))
 
     def check(self, method: str, path: str, query: dict[str, str], body: bytes) -> str | None:
@@ -137,6 +144,7 @@ class FakeDiscord:
         token: str = FAKE_TOKEN,
         budget_rate: int = 5,
         budget_window: float = 5.0,
+        advertise_budget: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.token = token
@@ -144,6 +152,9 @@ class FakeDiscord:
         self.bot_id = self.application_id
         self.budget_rate = budget_rate
         self.budget_window = budget_window
+        # False models a limit discord.py can't see coming (Discord's shared per-channel cap):
+        # no X-RateLimit headers on successes, so only 429s tell.
+        self.advertise_budget = advertise_budget
         self._clock = clock
         self.guilds: dict[str, Guild] = {}
         self.channels: dict[str, dict[str, Any]] = {}
@@ -779,6 +790,8 @@ class FakeDiscord:
         return None
 
     def _with_budget_headers(self, response: web.Response, channel_id: str) -> web.Response:
+        if not self.advertise_budget:
+            return response
         window = self._writes.get(channel_id) or deque([self._clock()])
         reset_after = max(window[0] + self.budget_window - self._clock(), 0.0)
         response.headers.update(
