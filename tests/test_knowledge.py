@@ -708,3 +708,25 @@ async def test_changing_the_embedding_model_embeds_everything_again(
 
     assert report.dense and len(report.unchanged) == 4
     assert embeddings.texts_embedded(OPERATOR_KEY) == 8
+
+
+async def test_deleting_a_file_removes_its_vectors(
+    tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge], embeddings: FakeEmbeddings
+) -> None:
+    settings = dense_settings(tmp_path, embeddings)
+    write_password_corpus(settings.knowledge_dir)
+    knowledge = open_knowledge(settings)
+    await knowledge.refresh()
+    (settings.knowledge_dir / "rotation.md").unlink()
+
+    report = await knowledge.refresh()
+    fused = await knowledge.retrieve("How do I change my password?", api_key="k", top_k=5)
+    await knowledge.close()
+
+    assert report.removed == ("rotation.md",) and report.dense
+    assert "rotation.md" not in paths(fused)
+    store = QdrantClient(path=str(settings.data_dir / "index" / "qdrant"))
+    try:
+        assert store.count("knowledge").count == 3
+    finally:
+        store.close()
