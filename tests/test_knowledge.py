@@ -440,6 +440,11 @@ OFF_TOPIC = [
     "What is the capital of Peru?",
     "How do I bake sourdough bread?",
     "Who won the football world cup in 1998?",
+    # These share a word with the guide ("server", "language", "live"), so only the cutoff
+    # keeps them out.
+    "What's the weather like in the server room today?",
+    "What is the best programming language for beginners?",
+    "How many people live in Tokyo?",
 ]
 
 
