@@ -22,8 +22,8 @@ from bot.retrievers import KeywordIndex, VectorIndex, VectorsBusy, fuse
 from bot.settings import Settings
 
 if TYPE_CHECKING:  # imported when first used: a keyword-only bot starts a second sooner
-    import httpx2
     from llama_index.embeddings.openai import OpenAIEmbedding
+    from openai import DefaultAsyncHttpxClient
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class Knowledge:
         self._load_lock = asyncio.Lock()
         self._refresh_lock = asyncio.Lock()
         self._vectors: VectorIndex | None = None
-        self._http: httpx2.AsyncClient | None = None
+        self._http: DefaultAsyncHttpxClient | None = None
         self._embedders: OrderedDict[str, OpenAIEmbedding] = OrderedDict()
 
     # Searching.
@@ -376,11 +376,12 @@ class Knowledge:
         cache_key = f"{retries}:{timeout}:{api_key}"
         embedder = self._embedders.get(cache_key)
         if embedder is None:
-            import httpx2
             from llama_index.embeddings.openai import OpenAIEmbedding
+            from openai import DefaultAsyncHttpxClient
 
             if self._http is None:
-                self._http = httpx2.AsyncClient()
+                # Ours, so close() can close it; openai's default class suits openai 2 and 3.
+                self._http = DefaultAsyncHttpxClient()
             # `model_name` sends EMBED_MODEL as is: `model=` accepts only OpenAI's own names.
             embedder = OpenAIEmbedding(
                 model_name=self._settings.embed_model,
@@ -389,7 +390,7 @@ class Knowledge:
                 max_retries=retries,
                 timeout=timeout,
                 embed_batch_size=EMBED_BATCH,
-                # Annotated as httpx, but handed to openai 3, which takes (and checks for) httpx2.
+                # Annotated as httpx, but handed to openai, which on 3.x takes httpx2.
                 async_http_client=cast(Any, self._http),
             )
             self._embedders[cache_key] = embedder
