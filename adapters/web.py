@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -27,9 +27,9 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from adapters.web_markdown import render_answer
 from adapters.web_surface import SocketChannel, WebSurface
 from bot.errors import BotError, InputError, InvalidApiKey
+from bot.facade import CoreView
 from bot.settings import Settings
-from bot.store import Store, StoredMessage
-from bot.surface import Surface
+from bot.store import StoredMessage
 
 log = logging.getLogger(__name__)
 
@@ -63,42 +63,12 @@ SECURITY_HEADERS = {
 }
 
 
-class ConversationsLike(Protocol):
-    async def reply(
-        self,
-        *,
-        surface: Surface,
-        thread_key: str,
-        workspace: str,
-        question: str,
-        author: str | None = None,
-        event_id: str | None = None,
-    ) -> object: ...
-
-
-class KeysLike(Protocol):
-    async def set(self, workspace: str, key: str, *, by: str | None) -> str: ...
-    async def clear(self, workspace: str) -> bool: ...
-    async def status(self, workspace: str) -> str | None: ...
-
-
-class CoreLike(Protocol):
-    """The parts of bot.core.Core the web chat uses."""
-
-    @property
-    def store(self) -> Store: ...
-    @property
-    def conversations(self) -> ConversationsLike: ...
-    @property
-    def keys(self) -> KeysLike: ...
-
-
 @dataclass
 class WebChat:
     """Per-application state: the core, open sockets, answers in flight."""
 
     settings: Settings
-    core: CoreLike
+    core: CoreView
     sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
     answers: set[asyncio.Task[None]] = field(default_factory=set)
     answering: set[str] = field(default_factory=set)  # thread keys with an answer in flight
@@ -107,7 +77,7 @@ class WebChat:
 WEB_CHAT = web.AppKey("web_chat", WebChat)
 
 
-def add_web_routes(app: web.Application, settings: Settings, core: CoreLike) -> None:
+def add_web_routes(app: web.Application, settings: Settings, core: CoreView) -> None:
     """Serve the chat page at /, its assets under /static/, the socket at /ws, and /api/."""
     app[WEB_CHAT] = WebChat(settings=settings, core=core)
     app.router.add_get("/", page)
