@@ -94,16 +94,20 @@ class _Window:
     that ignore it, so the bot must not do that."""
 
     EARLY_TOLERANCE = 0.05  # seconds: timer granularity, not a grace period
+    # Calls already on their way when the 429 went out are not the bot ignoring it; on a busy
+    # machine they can arrive this long after it.
+    IN_FLIGHT_GRACE = 0.3
 
     def __init__(self, rate: int, window: float) -> None:
         self.rate, self.window = rate, window
         self.times: dict[str, deque[float]] = defaultdict(deque)
-        self.blocked_until: dict[str, float] = {}
+        self.blocked: dict[str, tuple[float, float]] = {}  # key -> (429 given at, until)
         self.early: list[str] = []
 
     def retry_after(self, key: str) -> float | None:
         now = time.monotonic()
-        if now < self.blocked_until.get(key, 0.0) - self.EARLY_TOLERANCE:
+        given, until = self.blocked.get(key, (0.0, 0.0))
+        if given + self.IN_FLIGHT_GRACE < now < until - self.EARLY_TOLERANCE:
             self.early.append(key)
         seen = self.times[key]
         while seen and seen[0] <= now - self.window:
@@ -111,7 +115,8 @@ class _Window:
         if len(seen) >= self.rate:
             # Tenths of a second keep tests fast; Slack itself sends whole seconds.
             wait = max(0.1, math.ceil((seen[0] + self.window - now) * 10) / 10)
-            self.blocked_until[key] = now + wait
+            if now >= until:  # a new block; 429s during one keep its start
+                self.blocked[key] = (now, now + wait)
             return wait
         seen.append(now)
         return None
