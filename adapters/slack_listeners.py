@@ -27,7 +27,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack_install import SlackInstallationStore, workspace_id
 from adapters.slack_setkey import SetKey
-from adapters.slack_surface import FEEDBACK_DOWN, FEEDBACK_UP, SlackSurface, call_slack
+from adapters.slack_surface import (
+    FEEDBACK_DOWN,
+    FEEDBACK_UP,
+    SlackSurface,
+    call_slack,
+    unescape,
+)
 from bot.errors import BotError
 from bot.settings import Settings
 from bot.store import Store
@@ -301,10 +307,11 @@ class Listeners:
 
 
 def strip_mention(text: str, bot_user_id: str | None) -> str:
-    """The question without the bot's own mention (`<@U123>` or `<@U123|name>`)."""
+    """The question as typed: without the bot's own mention (`<@U123>` or `<@U123|name>`),
+    unescaped, line breaks kept (a question may quote code)."""
     if bot_user_id:
-        text = re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>", " ", text)
-    return " ".join(text.split())
+        text = re.sub(rf"[ \t]*<@{re.escape(bot_user_id)}(?:\|[^>]*)?>[ \t]*", " ", text)
+    return unescape(text).strip()
 
 
 def _team(context: AsyncBoltContext) -> str:

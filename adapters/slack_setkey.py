@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack_surface import call_slack
+from adapters.slack_surface import call_slack, unescape
 from bot.errors import BotError, InputError, PlatformError
 from bot.settings import Settings
 
@@ -25,8 +25,6 @@ log = logging.getLogger(__name__)
 Action = Literal["status", "clear", "set"]
 CLEAR_WORD = "clear"
 ADMIN_FLAGS = ("is_admin", "is_owner", "is_primary_owner")
-# Slack escapes these three in command text; an API key must reach the endpoint unescaped.
-SLACK_ESCAPES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))
 
 CHECKING = "Checking that key with the model endpoint…"
 NOT_ADMIN = (
@@ -51,9 +49,7 @@ UNCHANGED = "{problem} Nothing was changed."
 
 def parse(text: str) -> tuple[Action, str]:
     """The subcommand and, for `set`, the key as typed."""
-    arg = text.strip()
-    for escaped, plain in SLACK_ESCAPES:
-        arg = arg.replace(escaped, plain)
+    arg = unescape(text).strip()  # an API key must reach the endpoint as typed
     if not arg:
         return "status", ""
     if arg.lower() == CLEAR_WORD:

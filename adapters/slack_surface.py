@@ -28,6 +28,17 @@ FEEDBACK_DOWN = "feedback_down"
 FEEDBACK_BLOCK = "answer_feedback"
 
 
+# Slack escapes these three in message and command text.
+SLACK_ESCAPES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))
+
+
+def unescape(text: str) -> str:
+    """Text as the person typed it (Slack sends `<`, `>` and `&` escaped)."""
+    for escaped, plain in SLACK_ESCAPES:
+        text = text.replace(escaped, plain)
+    return text
+
+
 def feedback_blocks(text: str, answer_id: int) -> list[dict[str, Any]]:
     """The answer as section blocks, then 👍/👎 buttons whose value is the stored answer's id."""
     blocks: list[dict[str, Any]] = [

@@ -115,5 +115,6 @@ def test_budgets_measure_and_render(surface: SlackSurface) -> None:
 
 def test_strip_mention_removes_only_the_bot() -> None:
     assert strip_mention("<@UBOT> how about <@UBOB>?", "UBOT") == "how about <@UBOB>?"
-    assert strip_mention("<@UBOT|answerbot>   hi\nthere", "UBOT") == "hi there"
-    assert strip_mention("<@UBOT>", "UBOT") == ""
+    assert strip_mention("<@UBOT|answerbot>   why\n```a &lt; b```", "UBOT") == "why\n```a < b```"
+    assert strip_mention("ask <@UBOT> now", "UBOT") == "ask now"
+    assert strip_mention(" <@UBOT> ", "UBOT") == ""
