@@ -298,6 +298,8 @@ class FakeSlack:
         self, method: str, args: dict[str, Any], team: Team | None, request: web.Request
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         self._check(method, args, team)
+        if method not in self._known:
+            return 200, {"ok": False, "error": "unknown_method"}, {}
         if method == "oauth.v2.access":
             return self._oauth(args, request)
         if method == "apps.connections.open":
