@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from dataclasses import dataclass
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -60,12 +61,18 @@ def sdk_logger() -> logging.Logger:
     return logger
 
 
-# The tasks of each app, for add_slack_routes / run_socket_mode to drain on shutdown.
-_BACKGROUND: weakref.WeakKeyDictionary[AsyncApp, Background] = weakref.WeakKeyDictionary()
+@dataclass(frozen=True)
+class _Served:
+    tasks: Background  # drained on shutdown by add_slack_routes / run_socket_mode
+    verifies_requests: bool  # False only for Socket Mode without a signing secret
+
+
+_SERVED: weakref.WeakKeyDictionary[AsyncApp, _Served] = weakref.WeakKeyDictionary()
 
 
 def background(slack_app: AsyncApp) -> Background:
-    return _BACKGROUND[slack_app]
+    """The answers and commands `slack_app` has in flight."""
+    return _SERVED[slack_app].tasks
 
 
 def build_slack_app(settings: Settings, core: CoreLike) -> AsyncApp:
@@ -100,6 +107,7 @@ def build_slack_app(settings: Settings, core: CoreLike) -> AsyncApp:
             redirect_uri_path=REDIRECT_PATH,
             logger=logger,
         )
+    verifies_requests = bool(signing_secret) or settings.slack_app_token is None
     app = AsyncApp(
         name="answerbot",
         client=client,
@@ -108,11 +116,11 @@ def build_slack_app(settings: Settings, core: CoreLike) -> AsyncApp:
         installation_store_bot_only=True if oauth_settings else None,
         logger=logger,
         process_before_response=True,
-        # Socket Mode needs no signing secret; HTTP mode without one refuses every request.
-        request_verification_enabled=bool(signing_secret) or settings.slack_app_token is None,
+        # Socket Mode needs no signing secret (Slack is the other end of the socket).
+        request_verification_enabled=verifies_requests,
     )
     tasks = Background()
-    _BACKGROUND[app] = tasks
+    _SERVED[app] = _Served(tasks, verifies_requests)
     Listeners(core, tasks, installations, to_mrkdwn).register(app)
     return app
 
@@ -134,14 +142,21 @@ def _check(settings: Settings) -> None:
 
 def add_slack_routes(web_app: web.Application, slack_app: AsyncApp) -> None:
     """POST /slack/events (events, commands, interactivity), plus the OAuth install routes when
-    OAuth is configured; answers in flight are drained when the server shuts down."""
+    OAuth is configured; answers in flight are drained when the server shuts down.
+
+    With Socket Mode and OAuth, call this too: installs still arrive over HTTP."""
 
     async def events(request: web.Request) -> web.StreamResponse:
         return await to_aiohttp_response(
             await slack_app.async_dispatch(await to_bolt_request(request))
         )
 
-    web_app.router.add_post(EVENTS_PATH, events)
+    if _SERVED[slack_app].verifies_requests:
+        web_app.router.add_post(EVENTS_PATH, events)
+    else:
+        # Unsigned requests would be trusted: with Socket Mode and no signing secret, only
+        # the install routes are served over HTTP.
+        log.info("no SLACK_SIGNING_SECRET: POST %s is not served (Socket Mode)", EVENTS_PATH)
     flow = slack_app.oauth_flow
     if flow is not None:
 

@@ -97,16 +97,29 @@ async def test_http_routes_with_and_without_oauth(
     single = slack_settings(fake_settings, fake_slack)
     core = await open_core(single)
     try:
-        plain, multi = web.Application(), web.Application()
+        plain, multi, socket = web.Application(), web.Application(), web.Application()
         add_slack_routes(plain, build_slack_app(single, core))
         add_slack_routes(multi, build_slack_app(oauth_settings(fake_settings, fake_slack), core))
+        # Socket Mode with OAuth and no signing secret: installs over HTTP, never unsigned events.
+        unsigned = oauth_settings(
+            fake_settings,
+            fake_slack,
+            slack_app_token=SecretStr(APP_TOKEN),
+            slack_signing_secret=None,
+        )
+        add_slack_routes(socket, build_slack_app(unsigned, core))
         routes = {
-            name: {(r.method, r.resource.canonical) for r in app.router.routes() if r.resource}
-            for name, app in (("plain", plain), ("multi", multi))
+            name: {
+                (r.method, r.resource.canonical)
+                for r in app.router.routes()
+                if r.resource and r.method != "HEAD"  # aiohttp adds HEAD to every GET
+            }
+            for name, app in (("plain", plain), ("multi", multi), ("socket", socket))
         }
     finally:
         await core.close()
     assert routes["plain"] == {("POST", "/slack/events")}
+    assert routes["socket"] == {("GET", "/slack/install"), ("GET", "/slack/oauth_redirect")}
     assert routes["multi"] >= {
         ("POST", "/slack/events"),
         ("GET", "/slack/install"),
