@@ -158,3 +158,14 @@ async def test_incomplete_slack_settings_fail_at_start_with_a_clear_message(
             build_slack_app(settings, core)
     finally:
         await core.close()
+
+
+async def test_the_request_url_check_slack_makes_on_setup_is_answered(
+    fake_settings: Settings, fake_slack: FakeSlack
+) -> None:
+    async with running_bot(slack_settings(fake_settings, fake_slack), fake_slack):
+        response = await fake_slack.deliver(
+            {"token": "legacy", "challenge": "c-123", "type": "url_verification"}
+        )
+        assert response.status == 200
+        assert "c-123" in await response.text()

@@ -112,6 +112,14 @@ async def test_two_workspaces_install_set_keys_and_stay_apart(
     assert not await store.has_conversation(f"slack:T2:C1:{one}")
     assert KEYS["T1"] not in caplog.text and KEYS["T2"] not in caplog.text
 
+    # A vote from another workspace cannot land on this workspace's answer.
+    [answer] = fake_slack.bot_messages("C1", one)
+    assert (await fake_slack.click("T2", answer, "feedback_up", "UEVE")).status == 200
+    await bot.idle()
+    stored = await store.get_message(int(answer.buttons["feedback_up"]))
+    assert stored is not None and stored.feedback is None
+    assert "no longer stored" in fake_slack.responses[-1]["text"]
+
 
 async def test_uninstall_deletes_that_workspace_key_and_tokens_only(
     fake_slack: FakeSlack, fake_openai: FakeOpenAI, bot: Bot
