@@ -62,10 +62,12 @@ async def _wire(
         from adapters.slack import add_slack_routes, build_slack_app, run_socket_mode
 
         slack_app = build_slack_app(settings, core)
+        # Routes in both modes: in Socket Mode they carry only the OAuth install pages (events
+        # are never served on HTTP unsigned).
+        add_slack_routes(app, slack_app)
         if settings.slack_app_token is not None:
             background("slack (socket mode)", run_socket_mode(settings, slack_app))
         else:
-            add_slack_routes(app, slack_app)
             enabled.append("slack (http)")
     if settings.discord_enabled:
         from adapters.discord import run_discord
