@@ -22,8 +22,9 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetr
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack_install import SlackInstallationStore, SlackStateStore
-from adapters.slack_listeners import Background, CoreLike, Listeners
+from adapters.slack_listeners import Background, Listeners
 from bot.errors import ConfigError
+from bot.facade import CoreView
 from bot.mrkdwn import to_mrkdwn
 from bot.settings import Settings
 
@@ -75,7 +76,7 @@ def background(slack_app: AsyncApp) -> Background:
     return _SERVED[slack_app].tasks
 
 
-def build_slack_app(settings: Settings, core: CoreLike) -> AsyncApp:
+def build_slack_app(settings: Settings, core: CoreView) -> AsyncApp:
     """The bolt app with every listener registered; serve it with `add_slack_routes` (HTTP)
     or `run_socket_mode`."""
     _check(settings)

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from typing import Any
 
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
@@ -35,9 +35,7 @@ from adapters.slack_surface import (
     unescape,
 )
 from bot.errors import BotError
-from bot.settings import Settings
-from bot.store import Store
-from bot.surface import Surface
+from bot.facade import CoreView
 
 log = logging.getLogger(__name__)
 
@@ -47,43 +45,6 @@ ANSWERED_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
 EMPTY_MENTION_HINT = "Ask me a question after the mention, e.g. “@bot how do I reset my password?”"
 FEEDBACK_THANKS = "Thanks for the feedback."
 FEEDBACK_GONE = "That answer is no longer stored, so the feedback could not be saved."
-
-
-class ConversationsLike(Protocol):
-    async def reply(
-        self,
-        *,
-        surface: Surface,
-        thread_key: str,
-        workspace: str,
-        question: str,
-        author: str | None = None,
-        event_id: str | None = None,
-    ) -> object: ...
-
-
-class KeysLike(Protocol):
-    async def set(self, workspace: str, key: str, *, by: str) -> str: ...
-
-    async def clear(self, workspace: str) -> bool: ...
-
-    async def status(self, workspace: str) -> str | None: ...
-
-
-class CoreLike(Protocol):
-    """What the adapter uses of the core `bot run` hands it."""
-
-    @property
-    def settings(self) -> Settings: ...
-
-    @property
-    def store(self) -> Store: ...
-
-    @property
-    def conversations(self) -> ConversationsLike: ...
-
-    @property
-    def keys(self) -> KeysLike: ...
 
 
 class Background:
@@ -119,7 +80,7 @@ class Background:
 class Listeners:
     def __init__(
         self,
-        core: CoreLike,
+        core: CoreView,
         tasks: Background,
         installations: SlackInstallationStore | None,
         render: Callable[[str], str],
