@@ -21,7 +21,6 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -29,8 +28,9 @@ import aiohttp
 from aiohttp import web
 
 from tests.fake_slack_events import APP_ID, SlackSender
+from tests.spec_files import SPECS_DIR
 
-SPECS = Path(__file__).resolve().parents[2] / "shared" / "specs"
+SPECS = SPECS_DIR
 SIGNING_SECRET = "fake-signing-secret"
 CLIENT_ID = "1111.2222"
 CLIENT_SECRET = "fake-client-secret"

@@ -1,4 +1,4 @@
-"""OpenAI's published OpenAPI description (../shared/specs/openai-openapi.json) as a checker.
+"""OpenAI's published OpenAPI description (tests/specs/openai-openapi.json) as a checker.
 
 Loaded once with openapi-core. The file is used unchanged: its OpenAPI 3.0 leftovers are adapted
 in code (discriminators without a mapping are dropped, `nullable: true` becomes a union with
@@ -8,21 +8,16 @@ null), so refreshing the spec is a plain file replacement.
 from __future__ import annotations
 
 import json
-import os
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from openapi_core import Config, OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 from openapi_core.validation.schemas import oas31_schema_validators_factory
 
-SPEC_PATH = Path(
-    os.environ.get(
-        "OPENAI_SPEC_PATH",
-        Path(__file__).resolve().parents[2] / "shared" / "specs" / "openai-openapi.json",
-    )
-)
+from tests.spec_files import SPECS_DIR
+
+SPEC_PATH = SPECS_DIR / "openai-openapi.json"
 # openapi-core matches requests against the spec's server URL, so checked requests are replayed
 # as if they were sent there (the fake's loopback URL differs only in host).
 SPEC_HOST = "https://api.openai.com"
