@@ -1,14 +1,32 @@
-"""Shared fixtures: the loopback OpenAI-compatible fake and settings pointing at it."""
+"""Shared fixtures: no network beyond loopback, the OpenAI-compatible fake, settings aimed at it."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.settings import Settings
 from tests.fake_openai import FakeOpenAI
+
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test: fail if anything in this process (a tokenizer, a model hub, a client with a
+    default URL) tries to leave the machine."""
+    connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: Any) -> Any:
+        if self.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in LOOPBACK:
+            raise AssertionError(f"a test tried to reach {address[0]}")
+        return connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
 @pytest.fixture

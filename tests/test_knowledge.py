@@ -9,7 +9,6 @@ import hashlib
 import logging
 import math
 import re
-import socket
 import struct
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -31,21 +30,6 @@ WORKSPACE_KEY = "sk-workspace-1111"
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
-
-
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail any test in which something (a tokenizer, a model hub) tries to leave the machine."""
-    connect = socket.socket.connect
-
-    def guarded(self: socket.socket, address: Any) -> Any:
-        if self.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in LOOPBACK:
-            raise AssertionError(f"a test tried to reach {address[0]}")
-        return connect(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
