@@ -56,6 +56,7 @@ SHUTDOWN_GRACE_SECONDS = 10.0  # how long answers in flight get to show "cancell
 THREAD_NAME_LIMIT = 100  # Discord's limit on thread names
 MESSAGE_MAP_PREFIX = "discord.thread_of:"  # store setting: message id -> conversation
 NO_QUESTION = "Ask me a question after the mention, for example: @me how do I reset my password?"
+EMPTY_ASK = "Type your question after /ask, for example: /ask how do I reset my password?"
 ANSWER_CRASHED = "Something went wrong while answering; the error was logged."
 ALREADY_ANSWERED = "This question was already answered."
 MODAL_SUBMIT = 5  # INTERACTION_CREATE type of a modal submit
@@ -113,7 +114,7 @@ class DiscordBot(discord.Client):
         guild_id = interaction.guild_id
         question = question.strip()
         if guild_id is None or not question:
-            await interaction.response.send_message(NO_QUESTION, ephemeral=True)
+            await interaction.response.send_message(EMPTY_ASK, ephemeral=True)
             return
         try:
             await interaction.response.defer(thinking=True)

@@ -12,98 +12,30 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import re
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
-from openapi_core import OpenAPI
-from openapi_core.testing import MockRequest
 
-try:  # openapi-core moved Config between releases
-    from openapi_core import Config
-except ImportError:  # pragma: no cover
-    from openapi_core.unmarshalling.request.configs import Config  # type: ignore[no-redef]
+from tests import discord_payloads as payloads
+from tests.discord_payloads import MEMBER_PERMISSIONS, TIMESTAMP
+from tests.discord_spec import SpecChecker
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "specs" / "discord-openapi.json"
-SPEC_HOST = "https://discord.com"
 API_PREFIX = "/api/v10"
 FAKE_TOKEN = "fake-bot-token"
 HEARTBEAT_INTERVAL_MS = 41_250
 EPHEMERAL = 1 << 6
 MANAGE_GUILD = 1 << 5
-MEMBER_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 16)  # view, send, read history
-TIMESTAMP = "2026-11-21T10:00:00.000000+00:00"
-
-# Keys discord.py 2.7 sends that the spec leaves out and Discord ignores: stripped before the
-# check (and counted in `tolerated`), so any other unknown key is still a violation.
-TOLERATED_EXTRAS = {
-    ("PUT", "/commands"): {"nsfw"},  # Discord's docs list it; this spec's schema doesn't
-    ("PATCH", "webhooks/{}/{}/messages/{}"): {"tts"},  # edits can't change tts
-    ("PATCH", "channels/{}/messages/{}"): {"tts"},
-}
+DEFAULT_ARCHIVE_MINUTES = 1440
 
 _ids = itertools.count(1_300_000_000_000_000_000)
 
 
 def snowflake() -> str:
     return str(next(_ids))
-
-
-class SpecChecker:
-    """Checks method, path, query and JSON body against the spec; unknown body keys fail too."""
-
-    def __init__(self, path: Path = SPEC_PATH) -> None:
-        spec = json.loads(path.read_text())
-        spec.pop("security", None)
-        for item in spec["paths"].values():
-            for operation in item.values():
-                if isinstance(operation, dict):
-                    # Auth is checked by the fake itself; openapi-core can't read this scheme.
-                    operation.pop("security", None)
-        _forbid_unknown_keys(spec["components"])
-        # Discord reads a snowflake sent as a JSON integer too, and discord.py sends them so
-        # (message_reference); the spec only describes the string form.
-        snowflake = spec["components"]["schemas"]["SnowflakeType"]
-        spec["components"]["schemas"]["SnowflakeType"] = {
-            "anyOf": [snowflake, {"type": "integer", "minimum": 0}]
-        }
-        self._api = OpenAPI.from_dict(spec, config=Config(spec_validator_cls=None))
-
-    def check(self, method: str, path: str, query: dict[str, str], body: bytes) -> str | None:
-        request = MockRequest(
-            SPEC_HOST,
-            method.lower(),
-            path,
-            args=query,
-            data=body or None,
-            content_type="application/json" if body else None,
-        )
-        try:
-            self._api.validate_request(request)
-        except Exception as error:
-            cause = error.__cause__
-            detail = getattr(cause, "schema_errors", None) or cause or error
-            return f"{method} {path}: {type(error).__name__}: {detail}"
-        return None
-
-
-def _forbid_unknown_keys(node: Any) -> None:
-    # The spec leaves additionalProperties open; Discord rejects unknown keys in practice.
-    if isinstance(node, dict):
-        kind = node.get("type")
-        is_object = kind == "object" or (isinstance(kind, list) and "object" in kind)
-        if is_object and "properties" in node and "additionalProperties" not in node:
-            node["additionalProperties"] = False
-        for value in node.values():
-            _forbid_unknown_keys(value)
-    elif isinstance(node, list):
-        for value in node:
-            _forbid_unknown_keys(value)
 
 
 @dataclass
@@ -165,7 +97,6 @@ class FakeDiscord:
         self.command_syncs: list[str] = []
         self.requests: list[tuple[str, str, Any]] = []
         self.violations: list[str] = []
-        self.tolerated: list[str] = []
         self.rate_limited = 0
         self.identifies = 0
         self.identify_payloads: list[dict[str, Any]] = []
@@ -177,14 +108,7 @@ class FakeDiscord:
         self._spec = SpecChecker()
         self._runner: web.AppRunner | None = None
         self.port = 0
-        self.users[self.bot_id] = {
-            "id": self.bot_id,
-            "username": "answerbot",
-            "discriminator": "0",
-            "global_name": "Answer Bot",
-            "avatar": None,
-            "bot": True,
-        }
+        self.users[self.bot_id] = payloads.user(self.bot_id, "answerbot", bot=True)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -207,6 +131,11 @@ class FakeDiscord:
             await self._runner.cleanup()
 
     @property
+    def tolerated(self) -> list[str]:
+        """Known discord.py extras the spec leaves out (see tests/discord_spec.py)."""
+        return self._spec.tolerated
+
+    @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}{API_PREFIX}"
 
@@ -218,29 +147,14 @@ class FakeDiscord:
 
     def add_user(self, name: str) -> str:
         user_id = snowflake()
-        self.users[user_id] = {
-            "id": user_id,
-            "username": name,
-            "discriminator": "0",
-            "global_name": name,
-            "avatar": None,
-        }
+        self.users[user_id] = payloads.user(user_id, name)
         return user_id
 
     def add_guild(self, name: str, members: dict[str, int]) -> tuple[str, str]:
         """A guild with one text channel; returns (guild id, channel id)."""
         guild_id, channel_id = snowflake(), snowflake()
         self.guilds[guild_id] = Guild(guild_id, name, [channel_id], dict(members))
-        self.channels[channel_id] = {
-            "id": channel_id,
-            "type": 0,
-            "guild_id": guild_id,
-            "name": "general",
-            "position": 0,
-            "permission_overwrites": [],
-            "nsfw": False,
-            "parent_id": None,
-        }
+        self.channels[channel_id] = payloads.text_channel(channel_id, guild_id)
         return guild_id, channel_id
 
     # -- driving the bot ----------------------------------------------------------------------
@@ -295,9 +209,9 @@ class FakeDiscord:
         """A user posts a message; mentioning the bot puts it in `mentions` and the content."""
         if mention_bot:
             content = f"<@{self.bot_id}> {content}"
-        message = self._message(channel_id, self.users[user_id], content)
+        message = self._new_message(channel_id, self.users[user_id], content)
         message["guild_id"] = guild_id
-        message["member"] = self._member(guild_id, user_id, with_user=False)
+        message["member"] = payloads.member(self.guilds[guild_id].members.get(user_id, 0))
         message["mentions"] = [self.users[self.bot_id]] if mention_bot else []
         if reply_to is not None:
             message["type"] = 19
@@ -365,80 +279,23 @@ class FakeDiscord:
             },
         )
         for guild in self.guilds.values():
-            await self._dispatch("GUILD_CREATE", self._guild_payload(guild))
+            await self._dispatch(
+                "GUILD_CREATE",
+                payloads.guild_create(
+                    guild.id,
+                    guild.name,
+                    guild.members,
+                    [self.channels[c] for c in guild.channel_ids],
+                    self.users[self.bot_id],
+                    snowflake(),
+                ),
+            )
         self.ready.set()
 
     async def _dispatch(self, event: str, data: dict[str, Any]) -> None:
         assert self._ws is not None, "the bot has not connected to the gateway"
         self._seq += 1
         await self._ws.send_json({"op": 0, "t": event, "s": self._seq, "d": data})
-
-    def _guild_payload(self, guild: Guild) -> dict[str, Any]:
-        bot_role_id = snowflake()
-        return {
-            "id": guild.id,
-            "name": guild.name,
-            "icon": None,
-            "owner_id": next(iter(guild.members), self.bot_id),
-            "unavailable": False,
-            "member_count": len(guild.members) + 1,
-            "large": False,
-            "features": [],
-            "roles": [
-                {
-                    "id": guild.id,
-                    "name": "@everyone",
-                    "permissions": str(MEMBER_PERMISSIONS),
-                    "position": 0,
-                    "color": 0,
-                    "hoist": False,
-                    "managed": False,
-                    "mentionable": False,
-                    "flags": 0,
-                },
-                {
-                    "id": bot_role_id,
-                    "name": "answerbot",
-                    "permissions": str(MEMBER_PERMISSIONS),
-                    "position": 1,
-                    "color": 0,
-                    "hoist": False,
-                    "managed": True,
-                    "mentionable": False,
-                    "flags": 0,
-                },
-            ],
-            "channels": [self.channels[c] for c in guild.channel_ids],
-            "threads": [],
-            "members": [
-                {
-                    "user": self.users[self.bot_id],
-                    "roles": [bot_role_id],
-                    "joined_at": TIMESTAMP,
-                    "deaf": False,
-                    "mute": False,
-                    "flags": 0,
-                }
-            ],
-            "voice_states": [],
-            "presences": [],
-            "emojis": [],
-            "stickers": [],
-            "joined_at": TIMESTAMP,
-        }
-
-    def _member(self, guild_id: str, user_id: str, *, with_user: bool = True) -> dict[str, Any]:
-        member: dict[str, Any] = {
-            "roles": [],
-            "joined_at": TIMESTAMP,
-            "deaf": False,
-            "mute": False,
-            "flags": 0,
-            "permissions": str(self.guilds[guild_id].members.get(user_id, 0)),
-        }
-        if with_user:
-            member["user"] = self.users[user_id]
-        return member
 
     async def _interact(
         self,
@@ -463,7 +320,9 @@ class FakeDiscord:
                 "guild_id": guild_id,
                 "channel_id": channel_id,
                 "channel": self.channels[channel_id],
-                "member": self._member(guild_id, user_id),
+                "member": payloads.member(
+                    self.guilds[guild_id].members.get(user_id, 0), self.users[user_id]
+                ),
                 "token": interaction.token,
                 "version": 1,
                 "app_permissions": str(MEMBER_PERMISSIONS),
@@ -491,7 +350,7 @@ class FakeDiscord:
             request.method,
             API_PREFIX + path,
             query,
-            self._strip_tolerated(request.method, path, body),
+            body,
         )
         if problem:
             self.violations.append(problem)
@@ -507,20 +366,6 @@ class FakeDiscord:
             response = self._route(request.method, parts, query, payload)
             self.changed.notify_all()
         return response
-
-    def _strip_tolerated(self, method: str, path: str, body: bytes) -> bytes:
-        if not body:
-            return body
-        payload = json.loads(body)
-        shape = re.sub(r"/[0-9]+|/itoken-[0-9]+|/@original", "/{}", path)
-        for (rule_method, rule_path), keys in TOLERATED_EXTRAS.items():
-            if method != rule_method or not shape.endswith(rule_path):
-                continue
-            for item in payload if isinstance(payload, list) else [payload]:
-                for key in keys & item.keys():
-                    self.tolerated.append(f"{method} {rule_path}: {key}")
-                    del item[key]
-        return json.dumps(payload).encode()
 
     def _route(
         self, method: str, parts: list[str], query: dict[str, str], body: Any
@@ -542,7 +387,7 @@ class FakeDiscord:
             case ("GET", ["users", "@me"]):
                 return _json(self.users[self.bot_id])
             case ("GET", ["oauth2", "applications", "@me"]):
-                return _json(self._application())
+                return _json(payloads.application(self.application_id, self.users[self.bot_id]))
             case ("PUT", ["applications", _, "commands"]):
                 return self._put_commands("global", body)
             case ("PUT", ["applications", _, "guilds", guild_id, "commands"]):
@@ -584,21 +429,6 @@ class FakeDiscord:
         self.violations.append(f"{method} /{'/'.join(parts)}: not implemented by the fake")
         return _unknown("404: Not Found", 0)
 
-    def _application(self) -> dict[str, Any]:
-        return {
-            "id": self.application_id,
-            "name": "answerbot",
-            "icon": None,
-            "description": "",
-            "bot_public": True,
-            "bot_require_code_grant": False,
-            "owner": self.users[self.bot_id],
-            "team": None,
-            "verify_key": "0" * 64,
-            "flags": 0,
-            "summary": "",
-        }
-
     def _put_commands(self, scope: str, body: list[dict[str, Any]]) -> web.Response:
         self.command_syncs.append(scope)
         stored = []
@@ -639,7 +469,7 @@ class FakeDiscord:
                 return _invalid()
             if len(data.get("content") or "") > 2000:
                 return self._too_long("interaction callback")
-            message = self._message(
+            message = self._new_message(
                 interaction.channel_id, self.users[self.bot_id], data.get("content", "")
             )
             message["flags"] = int(data.get("flags") or 0)
@@ -679,7 +509,7 @@ class FakeDiscord:
         ephemeral = bool(int(body.get("flags") or 0) & EPHEMERAL)
         if not ephemeral and (limited := self._spend(channel_id)) is not None:
             return limited
-        message = self._message(channel_id, self.users[self.bot_id], content)
+        message = self._new_message(channel_id, self.users[self.bot_id], content)
         message["components"] = body.get("components", [])
         message["flags"] = int(body.get("flags") or 0)
         if webhook:
@@ -710,25 +540,9 @@ class FakeDiscord:
 
     def _thread(self, channel_id: str, message_id: str, body: dict[str, Any]) -> web.Response:
         parent = self.channels[channel_id]
-        thread = {
-            "id": message_id,  # Discord gives a thread started from a message that message's id
-            "type": 11,
-            "guild_id": parent["guild_id"],
-            "parent_id": channel_id,
-            "owner_id": self.bot_id,
-            "name": body["name"],
-            "last_message_id": None,
-            "rate_limit_per_user": 0,
-            "message_count": 0,
-            "member_count": 1,
-            "flags": 0,
-            "thread_metadata": {
-                "archived": False,
-                "auto_archive_duration": body.get("auto_archive_duration", 1440),
-                "archive_timestamp": TIMESTAMP,
-                "locked": False,
-            },
-        }
+        # Discord gives a thread started from a message that message's id.
+        archive_minutes = body.get("auto_archive_duration", DEFAULT_ARCHIVE_MINUTES)
+        thread = payloads.thread(message_id, parent, self.bot_id, body["name"], archive_minutes)
         self.channels[message_id] = thread
         asyncio.get_running_loop().create_task(
             self._dispatch("THREAD_CREATE", {**thread, "newly_created": True})
@@ -805,27 +619,9 @@ class FakeDiscord:
         )
         return response
 
-    def _message(self, channel_id: str, author: dict[str, Any], content: str) -> dict[str, Any]:
-        channel = self.channels[channel_id]
-        return {
-            "id": snowflake(),
-            "channel_id": channel_id,
-            "guild_id": channel.get("guild_id"),
-            "author": author,
-            "content": content,
-            "timestamp": TIMESTAMP,
-            "edited_timestamp": None,
-            "tts": False,
-            "mention_everyone": False,
-            "mentions": [],
-            "mention_roles": [],
-            "attachments": [],
-            "embeds": [],
-            "pinned": False,
-            "type": 0,
-            "flags": 0,
-            "components": [],
-        }
+    def _new_message(self, channel_id: str, author: dict[str, Any], content: str) -> dict[str, Any]:
+        guild_id = self.channels[channel_id].get("guild_id")
+        return payloads.message(snowflake(), channel_id, guild_id, author, content)
 
 
 def _json(data: Any, *, status: int = 200) -> web.Response:
