@@ -59,6 +59,12 @@ NO_QUESTION = "Ask me a question after the mention, for example: @me how do I re
 EMPTY_ASK = "Type your question after /ask, for example: /ask how do I reset my password?"
 ANSWER_CRASHED = "Something went wrong while answering; the error was logged."
 ALREADY_ANSWERED = "This question was already answered."
+MESSAGE_CHANNELS = (
+    discord.TextChannel,
+    discord.Thread,
+    discord.VoiceChannel,
+    discord.PartialMessageable,
+)
 MODAL_SUBMIT = 5  # INTERACTION_CREATE type of a modal submit
 THREAD_TYPES = (
     discord.ChannelType.public_thread,
@@ -106,7 +112,11 @@ class DiscordBot(discord.Client):
         application_id = self.application_id
         assert application_id is not None  # known after login
         print(f"Invite the Discord bot: {invite_url(application_id)}", flush=True)
-        await sync_commands(self.tree, self.core.store, self.settings, application_id)
+        try:
+            await sync_commands(self.tree, self.core.store, self.settings, application_id)
+        except discord.HTTPException as error:
+            # Answering mentions still works; the hash stays old, so the next start retries.
+            log.error("syncing slash commands failed: HTTP %s, code %s", error.status, error.code)
 
     # -- /ask ---------------------------------------------------------------------------------
 
@@ -178,13 +188,8 @@ class DiscordBot(discord.Client):
         store = self.core.store
         guild_id = message.guild.id if message.guild else 0
         channel = message.channel
-        assert isinstance(
-            channel,
-            discord.TextChannel
-            | discord.Thread
-            | discord.VoiceChannel
-            | discord.PartialMessageable,
-        ), type(channel)
+        if not isinstance(channel, MESSAGE_CHANNELS):
+            return None  # e.g. a stage channel's chat: not a place the bot answers
         channel_key = f"discord:{guild_id}:{channel.id}"
         if await store.has_conversation(channel_key):
             return channel_key, channel, message  # a thread the bot answers in

@@ -95,6 +95,7 @@ class FakeDiscord:
         self.interactions: dict[str, Interaction] = {}
         self.commands: dict[str, list[dict[str, Any]]] = {}
         self.command_syncs: list[str] = []
+        self.refuse_commands: set[str] = set()  # scopes answering 403 (app not authorised)
         self.requests: list[tuple[str, str, Any]] = []
         self.violations: list[str] = []
         self.rate_limited = 0
@@ -430,6 +431,8 @@ class FakeDiscord:
         return _unknown("404: Not Found", 0)
 
     def _put_commands(self, scope: str, body: list[dict[str, Any]]) -> web.Response:
+        if scope in self.refuse_commands:
+            return _json({"message": "Missing Access", "code": 50001}, status=403)
         self.command_syncs.append(scope)
         stored = []
         for command in body:

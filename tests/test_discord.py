@@ -196,8 +196,17 @@ async def test_thread_per_question_opens_a_thread_and_follow_ups_there_continue(
                 and finished(fake, bot_replies(fake, thread_id)[1:])
             )
         )
+        # /ask inside the thread joins the same conversation.
+        ask = await fake.slash(
+            alpha.guild_id, thread_id, alpha.member, "ask", question="And rollbacks?"
+        )
+        await fake.wait_for(lambda: finished(fake, answer_ids(fake, ask)))
         thread = await bot.core.store.thread_messages(f"discord:{alpha.guild_id}:{thread_id}")
-        assert [m.text for m in thread if m.role == "user"] == ["How do I deploy?", "Who approves?"]
+        assert [m.text for m in thread if m.role == "user"] == [
+            "How do I deploy?",
+            "Who approves?",
+            "And rollbacks?",
+        ]
 
 
 async def test_long_answer_continues_in_follow_ups_with_balanced_code_fences(

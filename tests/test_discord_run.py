@@ -69,6 +69,23 @@ async def test_commands_sync_at_start_only_when_the_command_set_changed(
     assert fake.identifies == 4
 
 
+async def test_a_refused_command_sync_does_not_stop_the_bot_and_is_retried_next_start(
+    fake: FakeDiscord, servers: list[Server], fake_settings: Settings
+) -> None:
+    alpha, beta = servers
+    settings = discord_settings(fake_settings, fake)
+    fake.refuse_commands = {beta.guild_id}  # e.g. invited without applications.commands
+    async with running_bot(settings, fake):
+        assert fake.command_syncs == [alpha.guild_id]
+        await fake.say(alpha.guild_id, alpha.channel_id, alpha.member, "deploy?", mention_bot=True)
+        await fake.wait_for(
+            lambda: any(m["author"]["id"] == fake.bot_id for m in fake.messages.values())
+        )
+    fake.refuse_commands = set()
+    async with running_bot(settings, fake):
+        assert fake.command_syncs == [alpha.guild_id, beta.guild_id]
+
+
 async def test_identifies_without_privileged_intents_and_prints_the_invite_url(
     fake: FakeDiscord,
     servers: list[Server],
