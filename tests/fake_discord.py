@@ -100,6 +100,7 @@ class FakeDiscord:
         self.violations: list[str] = []
         self.rate_limited = 0
         self.identifies = 0
+        self.resumes = 0
         self.identify_payloads: list[dict[str, Any]] = []
         self.ready = asyncio.Event()
         self.changed = asyncio.Condition()
@@ -124,6 +125,11 @@ class FakeDiscord:
         server = site._server
         assert server is not None
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def drop_connection(self, code: int = 4000) -> None:
+        """Close the gateway socket like Discord does on its side (4000: unknown error)."""
+        assert self._ws is not None
+        await self._ws.close(code=code)
 
     async def close(self) -> None:
         if self._ws is not None:
@@ -257,7 +263,10 @@ class FakeDiscord:
             elif op == 2:
                 await self._identify(ws, payload["d"])
             elif op == 6:
+                self.resumes += 1
                 await self._dispatch("RESUMED", {})
+            async with self.changed:
+                self.changed.notify_all()
         return ws
 
     async def _identify(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:

@@ -250,12 +250,14 @@ async def test_model_failure_mid_stream_leaves_a_visible_failure_without_buttons
 
 
 @pytest.mark.parametrize("fake", [(2, 1.0, False)], indirect=True)
+@pytest.mark.parametrize("via", ["ask", "mention"])
 async def test_429s_reach_the_editor_instead_of_discord_py_sleeping(
     fake: FakeDiscord,
     fake_openai: FakeOpenAI,
     servers: list[Server],
     bot: RunningBot,
     caplog: pytest.LogCaptureFixture,
+    via: str,
 ) -> None:
     # The editor believes in 20 writes a second; this Discord allows 2 and doesn't say so in
     # advance (like its shared per-channel cap), so it answers 429s.
@@ -264,10 +266,17 @@ async def test_429s_reach_the_editor_instead_of_discord_py_sleeping(
     words = [f" word{n}" for n in range(40)]
     fake_openai.reply(*words, interval=0.02)
     caplog.set_level(logging.WARNING, logger="discord")
-    interaction = await fake.slash(
-        alpha.guild_id, alpha.channel_id, alpha.member, "ask", question="How do I deploy?"
-    )
-    [message] = await fake.wait_for(lambda: finished(fake, answer_ids(fake, interaction)), 60)
+    if via == "ask":
+        interaction = await fake.slash(
+            alpha.guild_id, alpha.channel_id, alpha.member, "ask", question="How do I deploy?"
+        )
+        ids = lambda: answer_ids(fake, interaction)  # noqa: E731
+    else:
+        await fake.say(
+            alpha.guild_id, alpha.channel_id, alpha.member, "How do I deploy?", mention_bot=True
+        )
+        ids = lambda: bot_replies(fake, alpha.channel_id)  # noqa: E731
+    [message] = await fake.wait_for(lambda: finished(fake, ids()), 60)
     assert "".join(words).strip() in message["content"]
     assert fake.rate_limited > 0
     # discord.py would have logged and slept on each 429 had it handled them itself.

@@ -86,6 +86,20 @@ async def test_a_refused_command_sync_does_not_stop_the_bot_and_is_retried_next_
         assert fake.command_syncs == [alpha.guild_id, beta.guild_id]
 
 
+async def test_a_dropped_gateway_connection_resumes_instead_of_identifying_again(
+    fake: FakeDiscord, servers: list[Server], fake_settings: Settings
+) -> None:
+    alpha = servers[0]
+    async with running_bot(discord_settings(fake_settings, fake), fake):
+        await fake.drop_connection(4000)
+        await fake.wait_for(lambda: fake.resumes == 1)
+        await fake.say(alpha.guild_id, alpha.channel_id, alpha.member, "deploy?", mention_bot=True)
+        await fake.wait_for(
+            lambda: any(m["author"]["id"] == fake.bot_id for m in fake.messages.values())
+        )
+    assert fake.identifies == 1
+
+
 async def test_identifies_without_privileged_intents_and_prints_the_invite_url(
     fake: FakeDiscord,
     servers: list[Server],
