@@ -335,6 +335,9 @@ def discord_endpoints(settings: Settings) -> Iterator[None]:
 
 
 def build_discord_client(settings: Settings, core: DiscordCore, **options: Any) -> DiscordBot:
+    # The bot never joins voice: discord.py's warnings about missing voice libraries would only
+    # send operators looking for a problem that isn't there.
+    discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
     return DiscordBot(settings, core, **options)
 
 
