@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     discord_gateway_url: str = "wss://gateway.discord.gg"
     discord_guild_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
     discord_thread_per_question: bool = False
+    # Privileged intent (enable it in the Developer Portal too): read follow-ups in the bot's
+    # threads and reply chains that don't mention it. Off, only mentions are readable.
+    discord_message_content: bool = False
 
     # Answers.
     retrieval_top_k: int = Field(default=5, ge=1, le=50)
