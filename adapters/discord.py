@@ -3,7 +3,8 @@
 `build_discord_client` makes the discord.py client; `run_discord` points it at DISCORD_API_URL and
 DISCORD_GATEWAY_URL, connects with a capped, jittered backoff (Discord resets a token after too
 many identifies), prints the invite URL and syncs slash commands only when they changed.
-No privileged intent is needed: Discord delivers the content of messages that mention the bot.
+No privileged intent is needed: Discord delivers the content of messages that mention the bot;
+DISCORD_MESSAGE_CONTENT adds that intent so follow-ups in its threads need no mention.
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ class DiscordBot(discord.Client):
 
     def __init__(self, settings: Settings, core: DiscordCore, **options: Any) -> None:
         intents = discord.Intents.default()
-        intents.message_content = False  # privileged; mention content arrives without it
+        # Privileged, so off unless asked for: Discord sends the content of mentions without it.
+        intents.message_content = settings.discord_message_content
         super().__init__(
             intents=intents,
             allowed_mentions=NO_MENTIONS,

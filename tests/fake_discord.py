@@ -30,6 +30,7 @@ HEARTBEAT_INTERVAL_MS = 41_250
 EPHEMERAL = 1 << 6
 MANAGE_GUILD = 1 << 5
 DEFAULT_ARCHIVE_MINUTES = 1440
+MESSAGE_CONTENT_INTENT = 1 << 15
 
 _ids = itertools.count(1_300_000_000_000_000_000)
 
@@ -138,6 +139,10 @@ class FakeDiscord:
             await self._runner.cleanup()
 
     @property
+    def _intents(self) -> int:
+        return int(self.identify_payloads[-1]["intents"]) if self.identify_payloads else 0
+
+    @property
     def tolerated(self) -> list[str]:
         """Known discord.py extras the spec leaves out (see tests/discord_spec.py)."""
         return self._spec.tolerated
@@ -229,7 +234,10 @@ class FakeDiscord:
                 "guild_id": guild_id,
             }
         self.messages[message["id"]] = message
-        await self._dispatch("MESSAGE_CREATE", message)
+        delivered = dict(message)
+        if not mention_bot and not self._intents & MESSAGE_CONTENT_INTENT:
+            delivered["content"] = ""  # Discord withholds content without the intent
+        await self._dispatch("MESSAGE_CREATE", delivered)
         return message
 
     async def wait_for(self, predicate: Callable[[], Any], timeout: float = 20.0) -> Any:

@@ -209,6 +209,39 @@ async def test_thread_per_question_opens_a_thread_and_follow_ups_there_continue(
         ]
 
 
+@pytest.mark.parametrize("content_intent", [False, True])
+async def test_follow_ups_without_a_mention_need_the_message_content_intent(
+    fake: FakeDiscord, servers: list[Server], fake_settings: Settings, content_intent: bool
+) -> None:
+    alpha = servers[0]
+    settings = discord_settings(
+        fake_settings,
+        fake,
+        discord_thread_per_question=True,
+        discord_message_content=content_intent,
+    )
+    async with running_bot(settings, fake) as bot:
+        question = await fake.say(
+            alpha.guild_id, alpha.channel_id, alpha.member, "How do I deploy?", mention_bot=True
+        )
+        thread_id = question["id"]
+        await fake.wait_for(lambda: finished(fake, bot_replies(fake, thread_id)))
+        await fake.say(alpha.guild_id, thread_id, alpha.member, "Who approves it?")
+        await fake.say(alpha.guild_id, thread_id, alpha.member, "Any rollback?", mention_bot=True)
+        expected = 3 if content_intent else 2
+        await fake.wait_for(
+            lambda: (
+                len(bot_replies(fake, thread_id)) == expected
+                and finished(fake, bot_replies(fake, thread_id)[-1:])
+            )
+        )
+        thread = await bot.core.store.thread_messages(f"discord:{alpha.guild_id}:{thread_id}")
+        asked = {m.text for m in thread if m.role == "user"}
+        assert ("Who approves it?" in asked) is content_intent
+        assert "Any rollback?" in asked
+    assert bool(fake.identify_payloads[-1]["intents"] & (1 << 15)) is content_intent
+
+
 async def test_long_answer_continues_in_follow_ups_with_balanced_code_fences(
     fake: FakeDiscord, fake_openai: FakeOpenAI, servers: list[Server], bot: RunningBot
 ) -> None:
