@@ -124,7 +124,10 @@ async def test_mention_gets_a_reply_that_is_edited_into_the_answer(
     assert str(answer["message_reference"]["message_id"]) == question["id"]
     assert "25 days" in answer["content"]
     assert answer["edits"] >= 1
-    assert fake.messages[question["id"]]["content"].endswith("how many vacation days?")
+    thread = await bot.core.store.thread_messages(
+        f"discord:{alpha.guild_id}:{alpha.channel_id}:{question['id']}"
+    )
+    assert thread[0].text == "how many vacation days?"  # the mention itself is not the question
 
 
 async def test_message_without_mention_is_ignored(
