@@ -127,7 +127,7 @@ async def setkey_command(
         log.info("setkey clear by %s in %s: %s", interaction.user.id, workspace, removed)
         await _private(
             interaction,
-            "Cleared: this server's API key is removed; answers now show the best passages."
+            "Cleared: this server's API key is removed."
             if removed
             else "No key was set for this server, so nothing changed.",
         )
@@ -137,8 +137,7 @@ async def setkey_command(
             interaction,
             f"A key ending in …{last4} is set for this server."
             if last4
-            else "No key is set: answers show the best passages from the documents. "
-            "Run /setkey to add one.",
+            else "No key is set for this server. Run /setkey to add one.",
         )
 
 
