@@ -221,21 +221,44 @@ async def sync_commands(
 ) -> list[str]:
     """Sync to DISCORD_GUILD_IDS (instant) or globally, only where the command set changed.
 
-    Returns the scopes synced now ("global" or "guild:<id>").
+    Scopes synced before but no longer configured are emptied, so moving between guild and
+    global commands never shows every command twice. Returns the scopes written now.
     """
     digest = commands_hash(tree)
-    guilds = [discord.Object(id=int(guild)) for guild in settings.discord_guild_ids]
-    targets: list[discord.Object | None] = list(guilds) or [None]
-    synced: list[str] = []
-    for guild in targets:
-        scope = "global" if guild is None else f"guild:{guild.id}"
+    targets = {f"guild:{int(guild)}" for guild in settings.discord_guild_ids} or {"global"}
+    listed = f"{STATE_PREFIX}:{application_id}:scopes"
+    previous = set(json.loads(await store.get_state(listed) or "[]"))
+    written: list[str] = []
+    for scope in sorted(targets):
         state = f"{STATE_PREFIX}:{application_id}:{scope}"
         if await store.get_state(state) == digest:
             continue
+        guild = None if scope == "global" else discord.Object(id=int(scope.split(":")[1]))
         if guild is not None:
             tree.copy_global_to(guild=guild)
         await tree.sync(guild=guild)
         await store.set_state(state, digest)
         log.info("synced slash commands (%s)", scope)
-        synced.append(scope)
-    return synced
+        written.append(scope)
+    kept = set(targets)
+    for scope in sorted(previous - targets):
+        try:
+            await _empty(tree.client, application_id, scope)
+        except discord.HTTPException as error:
+            # e.g. the bot left that guild; try again at the next start.
+            log.warning("could not remove commands from %s: HTTP %s", scope, error.status)
+            kept.add(scope)
+            continue
+        await store.set_state(f"{STATE_PREFIX}:{application_id}:{scope}", "")
+        log.info("removed slash commands (%s)", scope)
+        written.append(scope)
+    await store.set_state(listed, json.dumps(sorted(kept)))
+    return written
+
+
+async def _empty(client: discord.Client, application_id: int, scope: str) -> None:
+    if scope == "global":
+        await client.http.bulk_upsert_global_commands(application_id, payload=[])
+    else:
+        guild_id = int(scope.split(":")[1])
+        await client.http.bulk_upsert_guild_commands(application_id, guild_id, payload=[])

@@ -65,8 +65,14 @@ async def test_commands_sync_at_start_only_when_the_command_set_changed(
     async with running_bot(settings, fake):
         assert fake.command_syncs == [*guilds, guilds[1]]
     async with running_bot(discord_settings(fake_settings, fake, discord_guild_ids=[]), fake):
-        assert fake.command_syncs[-1] == "global"
-    assert fake.identifies == 4
+        # Global now, and the guild copies are emptied so nobody sees each command twice.
+        assert fake.command_syncs[-3:] == ["global", *guilds]
+        assert {c["name"] for c in fake.commands["global"]} == {"ask", "setkey"}
+        assert fake.commands[guilds[0]] == fake.commands[guilds[1]] == []
+    async with running_bot(settings, fake):
+        assert fake.command_syncs[-3:] == [*guilds, "global"]
+        assert fake.commands["global"] == []
+    assert fake.identifies == 5
 
 
 async def test_a_refused_command_sync_does_not_stop_the_bot_and_is_retried_next_start(
