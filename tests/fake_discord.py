@@ -31,6 +31,7 @@ EPHEMERAL = 1 << 6
 MANAGE_GUILD = 1 << 5
 DEFAULT_ARCHIVE_MINUTES = 1440
 MESSAGE_CONTENT_INTENT = 1 << 15
+ACK_DEADLINE_SECONDS = 3.0  # an interaction not answered by then is gone
 
 _ids = itertools.count(1_300_000_000_000_000_000)
 
@@ -58,6 +59,7 @@ class Interaction:
     callbacks: list[dict[str, Any]] = field(default_factory=list)
     original_id: str | None = None
     followup_ids: list[str] = field(default_factory=list)
+    created_at: float = 0.0
 
     @property
     def modal(self) -> dict[str, Any] | None:
@@ -325,7 +327,13 @@ class FakeDiscord:
         extra: dict[str, Any] | None = None,
     ) -> Interaction:
         interaction = Interaction(
-            snowflake(), f"itoken-{snowflake()}", kind, guild_id, channel_id, user_id
+            snowflake(),
+            f"itoken-{snowflake()}",
+            kind,
+            guild_id,
+            channel_id,
+            user_id,
+            created_at=self._clock(),
         )
         self.interactions[interaction.id] = interaction
         await self._dispatch(
@@ -477,6 +485,9 @@ class FakeDiscord:
         interaction = self.interactions.get(interaction_id)
         if interaction is None or interaction.token != token:
             return _unknown("Unknown interaction", 10062)
+        if self._clock() - interaction.created_at > ACK_DEADLINE_SECONDS:
+            self.violations.append(f"interaction {interaction_id} acknowledged after 3 seconds")
+            return _unknown("Unknown interaction", 10062)  # what Discord answers then
         if interaction.callbacks:
             return _json(
                 {"message": "Interaction has already been acknowledged.", "code": 40060}, status=400
