@@ -375,3 +375,25 @@ async def test_feedback_is_stored_with_the_answer_and_servers_are_kept_apart(
         f"discord:{beta.guild_id}:{beta.channel_id}:{other.id}"
     )
     assert [m.text for m in thread if m.role == "user"] == ["Vacation days?"]
+
+
+async def test_stopping_the_bot_mid_answer_leaves_a_visible_end_state(
+    fake: FakeDiscord, fake_openai: FakeOpenAI, servers: list[Server], fake_settings: Settings
+) -> None:
+    alpha = servers[0]
+    async with running_bot(discord_settings(fake_settings, fake), fake) as bot:
+        await set_key(bot, alpha)
+        fake_openai.reply("Deploy", " with", " make release", stall_after=1, stall=60)
+        interaction = await fake.slash(
+            alpha.guild_id, alpha.channel_id, alpha.member, "ask", question="How do I deploy?"
+        )
+        await fake.wait_for(
+            lambda: (
+                "Deploy" in fake.messages.get(interaction.original_id or "", {}).get("content", "")
+            )
+        )
+    fake_openai.release()
+    message = fake.messages[interaction.original_id or ""]
+    assert message["content"].startswith("Deploy")
+    assert "Cancelled" in message["content"]  # not left "thinking" forever
+    assert buttons(message) == []
