@@ -23,7 +23,6 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from adapters.discord_commands import (
-    DiscordCore,
     build_tree,
     sync_commands,
     workspace_of,
@@ -37,6 +36,7 @@ from adapters.discord_surface import (
     rate_limit_trace,
 )
 from bot.errors import ConfigError
+from bot.facade import CoreView
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def invite_url(application_id: int) -> str:
 class DiscordBot(discord.Client):
     """A discord.py client that hands every question to the core."""
 
-    def __init__(self, settings: Settings, core: DiscordCore, **options: Any) -> None:
+    def __init__(self, settings: Settings, core: CoreView, **options: Any) -> None:
         intents = discord.Intents.default()
         # Privileged, so off unless asked for: Discord sends the content of mentions without it.
         intents.message_content = settings.discord_message_content
@@ -336,7 +336,7 @@ def discord_endpoints(settings: Settings) -> Iterator[None]:
         Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = base, gateway
 
 
-def build_discord_client(settings: Settings, core: DiscordCore, **options: Any) -> DiscordBot:
+def build_discord_client(settings: Settings, core: CoreView, **options: Any) -> DiscordBot:
     # The bot never joins voice: discord.py's warnings about missing voice libraries would only
     # send operators looking for a problem that isn't there.
     discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
@@ -351,7 +351,7 @@ def restart_delay(attempt: int, rng: random.Random | None = None) -> float:
 
 async def run_discord(
     settings: Settings,
-    core: DiscordCore,
+    core: CoreView,
     *,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     **options: Any,

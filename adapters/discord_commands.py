@@ -17,9 +17,9 @@ import discord
 from discord import app_commands
 
 from bot.errors import BotError
+from bot.facade import CoreView, KeyAdministration
 from bot.settings import Settings
 from bot.store import Store
-from bot.surface import Surface
 
 log = logging.getLogger(__name__)
 
@@ -33,47 +33,10 @@ EMPTY_KEY = "The key was empty, so nothing changed."
 NOTHING_CHANGED = "Nothing changed."
 
 
-class ConversationsLike(Protocol):
-    async def reply(
-        self,
-        *,
-        surface: Surface,
-        thread_key: str,
-        workspace: str,
-        question: str,
-        author: str | None = None,
-        event_id: str | None = None,
-    ) -> Any: ...
-
-
-class KeysLike(Protocol):
-    async def set(self, workspace: str, key: str, *, by: str) -> str: ...
-
-    async def clear(self, workspace: str) -> bool: ...
-
-    async def status(self, workspace: str) -> str | None: ...
-
-
-class DiscordCore(Protocol):
-    """What the Discord adapter uses of the core `bot run` hands it."""
-
-    @property
-    def settings(self) -> Settings: ...
-
-    @property
-    def store(self) -> Store: ...
-
-    @property
-    def conversations(self) -> ConversationsLike: ...
-
-    @property
-    def keys(self) -> KeysLike: ...
-
-
 class CommandHost(Protocol):
     """The client the commands run in (adapters/discord.py's DiscordBot)."""
 
-    core: DiscordCore
+    core: CoreView
 
     async def ask(self, interaction: discord.Interaction[Any], question: str) -> None: ...
 
@@ -152,7 +115,7 @@ class SetKeyModal(discord.ui.Modal, title="Set this server's API key"):
         max_length=MAX_KEY,
     )
 
-    def __init__(self, keys: KeysLike) -> None:
+    def __init__(self, keys: KeyAdministration) -> None:
         super().__init__()
         self._keys = keys
 

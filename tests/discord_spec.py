@@ -15,12 +15,14 @@ from typing import Any
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest
 
+from tests.spec_files import SPECS_DIR
+
 try:  # openapi-core moved Config between releases
     from openapi_core import Config
 except ImportError:  # pragma: no cover
     from openapi_core.unmarshalling.request.configs import Config  # type: ignore[no-redef]
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "specs" / "discord-openapi.json"
+SPEC_PATH = SPECS_DIR / "discord-openapi.json"
 SPEC_HOST = "https://discord.com"
 
 # Keys discord.py 2.7 sends that the spec leaves out and Discord ignores: stripped before the
