@@ -4,7 +4,8 @@ It keeps the messages the bot posts and edits, answers interactions, enforces Di
 per-channel create/edit budget with 429s shaped like Discord's, speaks the gateway handshake
 (HELLO, IDENTIFY, READY, GUILD_CREATE) and lets tests dispatch INTERACTION_CREATE and
 MESSAGE_CREATE. Every REST request is checked against Discord's published OpenAPI spec
-(`../shared/specs/discord-openapi.json`); tests assert `violations` stays empty.
+(`tests/specs/discord-openapi.json`, a copy of ../shared/specs); tests assert `violations`
+stays empty.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 It keeps message state per channel (text, blocks, thread, edit history), enforces the limits the
 bot must live with (chat.update per workspace, chat.postMessage per channel: 429 + Retry-After;
 msg_too_long; section blocks past 3,000 characters), knows which token belongs to which
-workspace, and checks every call against Slack's published specs (../shared/specs): the method
+workspace, and checks every call against Slack's published specs (tests/specs): the method
 exists, its required arguments are present, no unknown argument is sent. Anything wrong is kept
 in `violations`, which every test asserts empty. Through `tests.fake_slack_events` it also signs
 Events API, slash-command and interactivity requests the way Slack does and posts them to the
