@@ -65,6 +65,7 @@ class Reply:
     `fail_after=n` closes the connection after n content chunks (mid-stream failure);
     `stall_after=n` waits `stall` seconds (or until `release()`) before content chunk n
     (n == len(chunks) stalls before the final chunk); `interval` paces every content chunk.
+    `on_chunk(n)` is called as content chunk n has been written (benchmarks time the stream).
     """
 
     chunks: Sequence[str] = DEFAULT_REPLY
@@ -73,6 +74,7 @@ class Reply:
     stall: float = 0.0
     interval: float = 0.0
     finish_reason: str = "stop"
+    on_chunk: Callable[[int], None] | None = None
 
 
 @dataclass
@@ -307,6 +309,8 @@ class FakeOpenAI:
                     await asyncio.sleep(reply.interval)
                 if text is not None:
                     await send(choice({"content": text}))
+                    if reply.on_chunk is not None:
+                        reply.on_chunk(index)
             await send(choice({}, reply.finish_reason))
             if with_usage:
                 await send([], usage=_usage(body, "".join(reply.chunks)))
