@@ -1,46 +1,81 @@
-"""Keyword-search numbers for the knowledge index on synthetic corpora (nothing asserted).
+"""Retrieval figures for the knowledge index on synthetic corpora: BM25 alone and hybrid (BM25 +
+dense vectors fused by RRF), at 1k, 10k and 100k chunks. Figures, nothing asserted.
 
-    .venv/bin/python bench/retrieval.py [CHUNKS ...]     (default: 1000 10000)
+    .venv/bin/python bench/retrieval.py [--sizes 1000,10000,100000] [--modes bm25,hybrid]
+                                        [--queries 200] [--json PATH]
 
-For each size: ingest throughput (a first `refresh`, BM25 only), the cost of rebuilding BM25 from
-the persisted chunks when a process starts, and p50/p95 latency of `retrieve` (top 5).
+Per size and mode, two fresh processes, so each peak RSS (VmHWM) is its own:
+- ingest: a first `Knowledge.refresh()` of an empty index; chunks per second.
+- restart: what `bot run` does on an already-indexed folder: a new `Knowledge(settings)`, its
+  `refresh()`, and the first `retrieve` answered (start-up time); then `retrieve` latency p50/p95
+  (top 5) over random 4-word questions. Embedding requests the fake receives during the restart's
+  refresh are counted: anything but 0 means documents were embedded again.
+Hybrid embeds through the loopback fake OpenAI endpoint (`bench/fake_embeddings.py`, its own
+process, 384-dimension hash embeddings), so hybrid latency includes one loopback HTTP round trip
+for the question's embedding. Each file holds 10 one-chunk sections, so 10k chunks = 1,000 files.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
+import os
+import platform
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
-from bot.chunking import chunk_file
-from bot.knowledge import Knowledge
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bot.knowledge import INDEX_DIRNAME, Knowledge
+from bot.manifest import IndexFiles
 from bot.retrievers import KeywordIndex
 from bot.settings import Settings
 
 SECTIONS_PER_FILE = 10
 WORDS_PER_SECTION = 120  # ~300 tokens of pseudo-words: one chunk each (CHUNK_TOKENS is 384)
 VOCABULARY = 5000
+QUERY_VOCABULARY = 2000  # questions use the commoner words, so most find passages
 QUERIES = 200
 QUERY_WORDS = 4
 TOP_K = 5
+CANDIDATES = 40
 SEED = 7
+DEFAULT_SIZES = (1000, 10000, 100000)
+MODES = ("bm25", "hybrid")
+FAKE_KEY = "sk-fake-test-key-0001"
+EMBED_MODEL = "text-embedding-fake"
+DIMS = 384
+HERE = Path(__file__).resolve()
+STATS_PATH = "/bench/stats"
+FAKE_START_TIMEOUT = 30.0
 
 
-def make_corpus(root: Path, chunks: int, rng: random.Random) -> list[str]:
+# -- the corpus and small helpers ---------------------------------------------------------------
+
+
+def vocabulary() -> list[str]:
     syllables = ["ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "be", "du"]
-    words = ["".join(syllables[int(d)] for d in f"{n:04d}") for n in range(VOCABULARY)]
+    return ["".join(syllables[int(d)] for d in f"{n:04d}") for n in range(VOCABULARY)]
+
+
+def make_corpus(root: Path, chunks: int, rng: random.Random) -> None:
+    words = vocabulary()
     weights = [1 / (rank + 1) for rank in range(VOCABULARY)]  # Zipf-like, as in real text
+    root.mkdir(parents=True, exist_ok=True)
     for file_number in range(chunks // SECTIONS_PER_FILE):
         sections = []
         for section in range(SECTIONS_PER_FILE):
             body = " ".join(rng.choices(words, weights, k=WORDS_PER_SECTION))
             sections.append(f"## Section {section}\n\n{body}.\n")
         (root / f"doc{file_number:05d}.md").write_text("\n".join(sections), encoding="utf-8")
-    return words
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -48,54 +83,253 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-async def run(chunks: int) -> None:
-    rng = random.Random(SEED)
-    with tempfile.TemporaryDirectory() as scratch:
-        root = Path(scratch)
-        (root / "kb").mkdir()
-        words = make_corpus(root / "kb", chunks, rng)
-        settings = Settings(_env_file=None, data_dir=root / "data", knowledge_dir=root / "kb")
-        knowledge = Knowledge(settings)
-        try:
-            started = time.perf_counter()
-            report = await knowledge.refresh()
-            ingest = time.perf_counter() - started
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
-            restarted = Knowledge(settings)
-            started = time.perf_counter()
-            await restarted.retrieve("warm up", api_key=None, top_k=TOP_K)
-            reload = time.perf_counter() - started
-            await restarted.close()
 
-            texts = [
-                (chunk.id, chunk.indexed_text)
-                for path in sorted((root / "kb").iterdir())
-                for chunk in chunk_file(path, path.name, "bench")
-            ]
-            started = time.perf_counter()
-            KeywordIndex(texts, candidates=40)
-            rebuild = time.perf_counter() - started
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    memory_kb = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            memory_kb = int(line.split()[1])
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_gb": round(memory_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
-            latencies = []
-            for _ in range(QUERIES):
-                query = " ".join(rng.choices(words[:2000], k=QUERY_WORDS))
-                started = time.perf_counter()
-                await knowledge.retrieve(query, api_key=None, top_k=TOP_K)
-                latencies.append((time.perf_counter() - started) * 1000)
-        finally:
-            await knowledge.close()
-    print(
-        f"{report.chunks:>6} chunks: ingest {ingest:6.2f} s ({report.chunks / ingest:5.0f} chunk/s)"
-        f" | BM25 rebuild {rebuild * 1000:6.0f} ms, start-up load {reload * 1000:6.0f} ms"
-        f" | retrieve p50 {statistics.median(latencies):5.1f} ms"
-        f" p95 {percentile(latencies, 0.95):5.1f} ms"
+
+def fake_stats(url: str | None) -> dict[str, int]:
+    if url is None:
+        return {"embedding_requests": 0, "embedded_texts": 0}
+    stats_url = url.removesuffix("/v1") + STATS_PATH
+    with urllib.request.urlopen(stats_url, timeout=10) as response:
+        data: dict[str, int] = json.loads(response.read())
+    return data
+
+
+def settings_for(mode: str, kb: Path, data: Path, url: str | None) -> Settings:
+    values: dict[str, Any] = {"data_dir": data, "knowledge_dir": kb, "openai_api_key": None}
+    if mode == "hybrid":
+        values.update(openai_api_key=FAKE_KEY, openai_base_url=url, embed_model=EMBED_MODEL)
+    return Settings(_env_file=None, **values)
+
+
+# -- the two worker processes --------------------------------------------------------------------
+
+
+async def ingest(mode: str, kb: Path, data: Path, url: str | None) -> dict[str, Any]:
+    settings = settings_for(mode, kb, data, url)
+    before = fake_stats(url)
+    knowledge = Knowledge(settings)
+    try:
+        started = time.perf_counter()
+        report = await knowledge.refresh()
+        seconds = time.perf_counter() - started
+    finally:
+        await knowledge.close()
+    after = fake_stats(url)
+    return {
+        "chunks": report.chunks,
+        "files": len(report.added),
+        "dense": report.dense,
+        "note": report.note,
+        "ingest_s": seconds,
+        "ingest_chunks_per_s": report.chunks / seconds,
+        "ingest_embedded_texts": after["embedded_texts"] - before["embedded_texts"],
+        "ingest_peak_rss_mb": peak_rss_mb(),
+    }
+
+
+async def restart(mode: str, kb: Path, data: Path, url: str | None, queries: int) -> dict[str, Any]:
+    settings = settings_for(mode, kb, data, url)
+    api_key = FAKE_KEY if mode == "hybrid" else None
+    rng = random.Random(SEED + 1)
+    words = vocabulary()[:QUERY_VOCABULARY]
+    questions = [" ".join(rng.choices(words, k=QUERY_WORDS)) for _ in range(queries + 1)]
+    before = fake_stats(url)
+    started = time.perf_counter()
+    knowledge = Knowledge(settings)
+    try:
+        report = await knowledge.refresh()
+        refreshed = time.perf_counter()
+        during_refresh = fake_stats(url)
+        first = await knowledge.retrieve(questions[0], api_key=api_key, top_k=TOP_K)
+        answered = time.perf_counter()
+        after_first = fake_stats(url)
+        latencies: list[float] = []
+        found = 0
+        for question in questions[1:]:
+            begun = time.perf_counter()
+            passages = await knowledge.retrieve(question, api_key=api_key, top_k=TOP_K)
+            latencies.append((time.perf_counter() - begun) * 1000)
+            found += bool(passages)
+    finally:
+        await knowledge.close()
+    return {
+        "startup_s": answered - started,
+        "startup_refresh_s": refreshed - started,
+        "startup_first_retrieve_s": answered - refreshed,
+        "startup_changed_files": len(report.added) + len(report.changed),
+        "startup_reembed_requests": (
+            during_refresh["embedding_requests"] - before["embedding_requests"]
+        ),
+        "first_retrieve_embed_requests": (
+            after_first["embedding_requests"] - during_refresh["embedding_requests"]
+        ),
+        "first_retrieve_passages": len(first),
+        "retrieve_p50_ms": statistics.median(latencies),
+        "retrieve_p95_ms": percentile(latencies, 0.95),
+        "questions_with_passages": found / len(latencies),
+        "serve_peak_rss_mb": peak_rss_mb(),
+        "bm25_build_s": bm25_build_seconds(data),
+    }
+
+
+def bm25_build_seconds(data: Path) -> float:
+    """What building BM25 from the persisted chunks costs (start-up paid it before it was saved)."""
+    files = IndexFiles(data / INDEX_DIRNAME)
+    manifest = files.read_manifest()
+    texts = [
+        (chunk.id, chunk.indexed_text)
+        for path, entry in manifest.files.items()
+        for chunk in files.read_chunks(path, entry)
+    ]
+    started = time.perf_counter()
+    KeywordIndex(texts, candidates=CANDIDATES)
+    return time.perf_counter() - started
+
+
+def worker(args: argparse.Namespace) -> None:
+    kb, data = Path(args.kb), Path(args.data)
+    if args.worker == "ingest":
+        result = asyncio.run(ingest(args.mode, kb, data, args.fake_url))
+    else:
+        result = asyncio.run(restart(args.mode, kb, data, args.fake_url, args.queries))
+    print(json.dumps(result), flush=True)
+
+
+# -- the parent: corpora, the fake, one subprocess per step ----------------------------------------
+
+
+class Fake:
+    """The fake OpenAI endpoint in its own process, so it never shares the bot's event loop."""
+
+    def __init__(self) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, str(HERE.parent / "fake_embeddings.py"), "--dims", str(DIMS)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._process.stdout is not None
+        deadline = time.monotonic() + FAKE_START_TIMEOUT
+        line = ""
+        while time.monotonic() < deadline and not line.startswith("FAKE_OPENAI_URL="):
+            line = self._process.stdout.readline().strip()
+        if not line.startswith("FAKE_OPENAI_URL="):
+            self.close()
+            raise RuntimeError("the fake OpenAI endpoint did not start")
+        self.url = line.split("=", 1)[1]
+
+    def close(self) -> None:
+        self._process.terminate()
+        self._process.wait(timeout=10)
+
+
+def spawn(step: str, mode: str, kb: Path, data: Path, url: str | None, queries: int) -> Any:
+    command = [sys.executable, str(HERE), "--worker", step, "--mode", mode]
+    command += ["--kb", str(kb), "--data", str(data), "--queries", str(queries)]
+    if url:
+        command += ["--fake-url", url]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{step} {mode} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure(sizes: list[int], modes: list[str], queries: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    fake = Fake() if "hybrid" in modes else None
+    try:
+        for size in sizes:
+            with tempfile.TemporaryDirectory(prefix="bench-retrieval-") as scratch:
+                kb = Path(scratch) / "kb"
+                make_corpus(kb, size, random.Random(SEED))
+                for mode in modes:
+                    data = Path(scratch) / f"data-{mode}"
+                    url = fake.url if fake and mode == "hybrid" else None
+                    row: dict[str, Any] = {"size": size, "mode": mode}
+                    if mode == "hybrid":
+                        row["dims"] = DIMS
+                    row |= spawn("ingest", mode, kb, data, url, queries)
+                    row |= spawn("restart", mode, kb, data, url, queries)
+                    rows.append(row)
+                    print(line(row), flush=True)
+    finally:
+        if fake:
+            fake.close()
+    return rows
+
+
+HEADER = (
+    f"{'chunks':>7} {'files':>6} {'mode':<7}| {'ingest/s':>8} {'ingest':>8} {'RSS MB':>7} "
+    f"| {'start-up':>8} {'re-embed':>8} | {'p50 ms':>7} {'p95 ms':>7} {'RSS MB':>7} "
+    f"| {'BM25 build':>10}"
+)
+
+
+def line(row: dict[str, Any]) -> str:
+    text = (
+        f"{row['chunks']:>7} {row['files']:>6} {row['mode']:<7}| {row['ingest_chunks_per_s']:>8.0f}"
+        f" {row['ingest_s']:>7.1f}s {row['ingest_peak_rss_mb']:>7.0f} "
+        f"| {row['startup_s']:>7.2f}s {row['startup_reembed_requests']:>8} "
+        f"| {row['retrieve_p50_ms']:>7.1f} {row['retrieve_p95_ms']:>7.1f}"
+        f" {row['serve_peak_rss_mb']:>7.0f} | {row['bm25_build_s']:>9.2f}s"
     )
+    if row["mode"] == "hybrid" and not row["dense"]:
+        text += f"  (dense search off: {row['note']})"
+    return text
 
 
 def main() -> None:
-    sizes = [int(arg) for arg in sys.argv[1:]] or [1000, 10000]
-    for size in sizes:
-        asyncio.run(run(size))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="chunk counts")
+    parser.add_argument("--modes", default=",".join(MODES), help="bm25, hybrid or both")
+    parser.add_argument("--queries", type=int, default=QUERIES, help="timed questions per case")
+    parser.add_argument("--json", type=Path, help="also write every figure here")
+    parser.add_argument("--worker", choices=("ingest", "restart"), help=argparse.SUPPRESS)
+    parser.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--kb", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--fake-url", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    sizes = [int(size) for size in args.sizes.split(",")]
+    modes = [mode for mode in args.modes.split(",") if mode]
+    if unknown := set(modes) - set(MODES):
+        parser.error(f"unknown mode(s): {', '.join(sorted(unknown))}")
+    info = machine()
+    print(f"{info['cpu']}, {info['cores']} cores, {info['ram_gb']} GB, Python {info['python']}")
+    print("ingest = a first refresh; start-up = new Knowledge -> refresh -> first retrieve;")
+    print("re-embed = embedding requests during the restart's refresh (0 = nothing re-embedded);")
+    print(f"latency: retrieve top {TOP_K}; hybrid: {DIMS}-d fake embeddings over loopback.\n")
+    print(HEADER, flush=True)
+    rows = measure(sizes, modes, args.queries)
+    if args.json:
+        args.json.write_text(json.dumps({"machine": info, "rows": rows}, indent=1) + "\n")
+        print(f"\nwrote {args.json}")
 
 
 if __name__ == "__main__":
