@@ -61,8 +61,12 @@ class _Record:
         # create or edit after it is charged to the channel.
         self.conversation = Conversation(qid=qid, asked=0.0, edit_key=budget_key(channel_id))
         self.message_ids: list[str] = []
+        self.write_times: list[float] = []
+        self.limited_times: list[float] = []  # when its calls were answered 429
         self.rate_limited = 0
-        self.early = 0
+        self.early = 0  # calls on its channel before a Retry-After given there had passed
+        self.early_own = 0  # ... before a Retry-After given to this conversation had passed
+        self.blocked_until = 0.0
 
     @property
     def qid(self) -> int:
@@ -107,6 +111,7 @@ class BenchDiscord(FakeDiscord):
         self._tokens: dict[str, Interaction] = {}
         self.calls: Counter[str] = Counter()
         self.early = 0
+        self.early_own = 0
         self.global_limited = 0
         self.unattributed = 0
         self.late_acks = 0
@@ -191,7 +196,10 @@ class BenchDiscord(FakeDiscord):
             record.conversation.extra.update(
                 rate_limited=record.rate_limited,
                 early=record.early,
+                early_own=record.early_own,
                 messages=len(record.message_ids),
+                write_times=record.write_times,
+                limited_times=record.limited_times,
             )
             conversations.append(record.conversation.to_json())
         result: dict[str, Any] = {
@@ -202,6 +210,7 @@ class BenchDiscord(FakeDiscord):
             },
             "rate_limited": self.rate_limited,
             "early": self.early,
+            "early_own": self.early_own,
             "started": started,
             "ended": ended,
             "global_rate_limited": self.global_limited,
@@ -294,6 +303,7 @@ class BenchDiscord(FakeDiscord):
     def _update(self, record: _Record, now: float) -> None:
         conversation = record.conversation
         conversation.writes += 1
+        record.write_times.append(now)
         conversation.last_write = now
         texts = [self.messages[m]["content"] for m in record.message_ids]
         # A split answer may keep or drop the space at each split; the reader sees it whole.
@@ -323,6 +333,9 @@ class BenchDiscord(FakeDiscord):
             self.early += 1
             if record is not None:
                 record.early += 1
+        if record is not None and now < record.blocked_until:
+            record.early_own += 1
+            self.early_own += 1
         limited = super()._spend(channel_id)
         if limited is None:
             self.calls[key] += 1
@@ -330,7 +343,9 @@ class BenchDiscord(FakeDiscord):
         retry_after = float(_body(limited)["retry_after"])
         self._blocked_until[key] = max(self._blocked_until.get(key, 0.0), now + retry_after)
         if record is not None:
+            record.blocked_until = max(record.blocked_until, now + retry_after)
             record.rate_limited += 1
+            record.limited_times.append(now)
         return limited
 
     def _record_writing(self, channel_id: str) -> _Record | None:
