@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import random
 import sys
 import time
@@ -33,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.budget import BURST, Budget, Priority
+from bot.budget import Budget, Priority
 from bot.clock import VirtualClock
 from bot.editor import AnswerStream, Editor
 from bot.mrkdwn import to_mrkdwn
@@ -267,11 +268,11 @@ def measure(platform: Platform, answers: int, seed: int) -> list[str]:
     edits = sum(s.edit_calls for s in sinks)
     posts = sum(s.post_calls for s in sinks)
     # Calls on the edit budgets (Discord's posts draw on the same budget as its edits), against
-    # what those budgets could have granted over the run: a burst, then one per interval.
+    # what the platform's sliding windows could have granted over the run.
     used = edits if platform.slack else edits + posts
     spec = sinks[0].edit_budget
     keys = {s.edit_budget.key for s in sinks}
-    allowed = len(keys) * (min(spec.rate, BURST) + int(duration * spec.rate / spec.window))
+    allowed = len(keys) * spec.rate * math.ceil(duration / spec.window)
     exact = sum(o.exact for o in done)
     per_1000 = (cpu_editor - cpu_base) / delta_count * 1000 * 1000
     return [

@@ -210,6 +210,9 @@ class AnswerStream:
                 self._urgent_since = now
             self._ending = (ending, extra, final)
             self._wake.set()
+            # A queued interim edit of this answer is now its final write, which outranks it.
+            self._edit_budget.reconsider()
+            self._post_budget.reconsider()
         self._ensure_task()
         assert self._task is not None
         if self._task.done() and not self._dead:

@@ -25,6 +25,10 @@ def interim(since: float = 0.0) -> Callable[[], Rank]:
     return lambda: (Priority.INTERIM, since)
 
 
+def urgent(since: float = 0.0) -> Callable[[], Rank]:
+    return lambda: (Priority.URGENT, since)
+
+
 async def take(
     budget: Budget,
     rank: Callable[[], Rank],
@@ -45,18 +49,20 @@ def test_no_window_ever_carries_more_than_the_rate(spec: BudgetSpec) -> None:
     async def main() -> None:
         budget = Budget(spec, clock)
 
-        async def answer() -> None:
+        async def answer(index: int) -> None:
+            # Half the answers make only urgent writes, which skip the even pacing.
+            rank = urgent() if index % 2 else interim()
             for _ in range(15):
-                await take(budget, interim(), grants, clock)
+                await take(budget, rank, grants, clock)
 
-        await asyncio.gather(*(answer() for _ in range(20)))
+        await asyncio.gather(*(answer(i) for i in range(20)))
 
     clock.run(main())
     assert len(grants) == 300
     assert most_in_any_window(grants, spec.window) <= spec.rate
 
 
-def test_slack_updates_are_spread_evenly_not_burst() -> None:
+def test_interim_edits_are_spread_evenly_and_leave_a_reserve() -> None:
     clock = VirtualClock()
     grants: list[float] = []
 
@@ -65,11 +71,54 @@ def test_slack_updates_are_spread_evenly_not_burst() -> None:
         await asyncio.gather(*(take(budget, interim(), grants, clock) for _ in range(60)))
 
     clock.run(main())
-    # Never more than two back to back (a placeholder and a first text); the first 50 calls
-    # spread across the minute instead of going out at once and then stalling for a minute.
+    # Never more than two back to back; then one per 1.2 s rather than 50 at once and a minute
+    # of silence; and never more than 40 in a minute, the last fifth kept for first/final texts.
     assert most_in_any_window(grants, 60.0 / 50) <= 2
-    assert grants[49] >= 57.0
-    assert grants[-1] < 75.0
+    assert most_in_any_window(grants, 60.0) == 40
+    assert grants[39] < 48.0
+    assert grants[-1] < 90.0
+
+
+def test_first_and_final_texts_go_out_as_soon_as_the_window_has_room() -> None:
+    clock = VirtualClock()
+    grants: list[float] = []
+
+    async def main() -> None:
+        budget = Budget(SLACK_UPDATE, clock)
+        # Twenty answers' first texts at once: the window holds 50, so none waits for a pace.
+        await asyncio.gather(*(take(budget, urgent(), grants, clock) for _ in range(20)))
+
+    clock.run(main())
+    # Two in flight at a time, 0.1 s each: the twentieth is out after ten round trips.
+    assert grants[-1] <= 1.0 + 1e-9
+
+
+def test_urgent_writes_find_room_while_interim_edits_saturate_the_budget() -> None:
+    clock = VirtualClock()
+    urgent_grants: list[float] = []
+    interim_grants: list[float] = []
+
+    async def main() -> None:
+        budget = Budget(SLACK_UPDATE, clock)
+
+        async def streaming(index: int) -> None:
+            while clock.monotonic() < 120.0:
+                await take(budget, interim(float(index)), interim_grants, clock)
+
+        async def finals() -> None:
+            await clock.sleep(70.0)  # the window is as full as interim edits may make it
+            await asyncio.gather(
+                *(take(budget, urgent(70.0), urgent_grants, clock) for _ in range(10))
+            )
+
+        await asyncio.gather(*(streaming(i) for i in range(20)), finals())
+
+    clock.run(main())
+    everything = sorted(urgent_grants + interim_grants)
+    assert most_in_any_window(everything, 60.0) <= 50
+    # Ten final texts arriving into a saturated minute all land within a second.
+    assert len(urgent_grants) == 10
+    assert max(urgent_grants) <= 71.0
 
 
 def test_placeholders_then_urgent_writes_then_fair_interim_edits() -> None:
