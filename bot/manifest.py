@@ -1,5 +1,6 @@
 """The knowledge index's files under DATA_DIR/index: a manifest (document -> content hash -> chunk
-ids) and one chunk file per indexed version of a document, each written atomically.
+ids), one chunk file per indexed version of a document, each written atomically, and the saved
+BM25 index of the current chunks (`keywords/<fingerprint>/`, so a start-up loads it, not rebuilds).
 
 Chunk files are written before the manifest that names them and deleted only after it stops
 naming them, so whatever moment a crash picks, the manifest on disk names complete files. JSON on
@@ -13,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 MANIFEST_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 CHUNKS_DIRNAME = "chunks"
+KEYWORDS_DIRNAME = "keywords"
 
 
 @dataclass
@@ -116,6 +119,20 @@ class IndexFiles:
         for stale in (self._root / CHUNKS_DIRNAME).glob("*.json"):
             if stale not in live:
                 stale.unlink(missing_ok=True)
+
+    def keywords_path(self, fingerprint: str) -> Path:
+        """Where the saved BM25 index of one chunk set lives (see `KeywordIndex.fingerprint`)."""
+        return self._root / KEYWORDS_DIRNAME / fingerprint
+
+    def remove_keyword_indexes(self, keep: str | None) -> None:
+        """Delete saved BM25 indexes but the one named `keep` (they are of older chunk sets)."""
+        folder = self._root / KEYWORDS_DIRNAME
+        if not folder.is_dir():
+            return
+        for saved in folder.iterdir():
+            # A dot-name is another process's save in progress.
+            if saved.name != keep and not saved.name.startswith(".") and saved.is_dir():
+                shutil.rmtree(saved, ignore_errors=True)
 
 
 def write_atomic(path: Path, data: bytes) -> None:

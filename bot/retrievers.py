@@ -1,5 +1,5 @@
-"""The two searches over the chunks, and how their rankings are merged: BM25 keyword search (bm25s
-through llama-index), Qdrant local-mode vector search, and reciprocal rank fusion.
+"""The two searches over the chunks, and how their rankings are merged: BM25 keyword search (bm25s),
+Qdrant local-mode vector search (through llama-index), and reciprocal rank fusion.
 
 Both are synchronous (CPU work or a local database) and run in worker threads, called by
 `bot.knowledge`, which owns what gets indexed and when.
@@ -7,20 +7,23 @@ Both are synchronous (CPU work or a local database) and run in worker threads, c
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import bm25s
 import numpy as np
 import Stemmer
 from llama_index.core.schema import BaseNode, TextNode
 from llama_index.core.vector_stores.types import VectorStoreQuery
-from llama_index.retrievers.bm25 import BM25Retriever
 
 if TYPE_CHECKING:  # imported when first used: a keyword-only bot starts a second sooner
     from llama_index.vector_stores.qdrant import QdrantVectorStore
@@ -34,10 +37,17 @@ QUESTION_STOPWORDS = (
     *("please", "tell", "explain", "want", "need", "know", "could", "would", "may", "might"),
     *("anyone", "someone", "something", "thing", "way", "possible", "able", "also", "get", "us"),
 )
+# Words are runs of two or more word characters (llama-index's BM25Retriever default, kept).
+WORD_PATTERN = r"(?u)\b\w\w+\b"
+# Bump when a chunk's indexed text or its tokenizing changes: it makes saved indexes stale.
+KEYWORD_INDEX_VERSION = 1
+IDS_NAME = "ids.json"  # beside a saved BM25 index: the chunk id of each of its documents, in order
 # Reciprocal rank fusion constant (Cormack et al. 2009): a passage scores sum(1 / (RRF_K + rank)).
 RRF_K = 60
 COLLECTION = "knowledge"
 _SCROLL_PAGE = 1000
+
+log = logging.getLogger(__name__)
 
 # bm25s sets its logger to DEBUG when imported, which would put a line per index build in the log.
 logging.getLogger("bm25s").setLevel(logging.WARNING)
@@ -51,24 +61,82 @@ class KeywordHit:
 
 
 class KeywordIndex:
-    """BM25 over chunk texts, built in memory from the persisted chunks (cheap: see the report)."""
+    """BM25 over chunk texts: built from the persisted chunks, or loaded from where `save` put it
+    (a process starting on an indexed folder loads it instead of tokenizing every chunk again)."""
 
     def __init__(self, texts: Sequence[tuple[str, str]], candidates: int) -> None:
         """`texts`: (chunk id, indexed text) pairs; `candidates`: hits a search returns at most."""
         if not texts:
             raise ValueError("a keyword index needs at least one passage")
-        self._stemmer = Stemmer.Stemmer(LANGUAGE)
-        self._retriever = BM25Retriever.from_defaults(
-            nodes=[TextNode(id_=chunk_id, text=text) for chunk_id, text in texts],
-            stemmer=self._stemmer,
-            language=cast(str, STOPWORDS),  # handed to bm25s.tokenize, which takes a list too
-            similarity_top_k=min(candidates, len(texts)),
+        stemmer = Stemmer.Stemmer(LANGUAGE)
+        tokens = bm25s.tokenize(
+            [text for _, text in texts],
+            stopwords=STOPWORDS,
+            stemmer=stemmer,
+            token_pattern=WORD_PATTERN,
+            show_progress=False,
         )
-        self._positions = {chunk_id: index for index, (chunk_id, _) in enumerate(texts)}
+        bm25 = bm25s.BM25()
+        bm25.index(tokens, show_progress=False)
+        self._setup([chunk_id for chunk_id, _ in texts], bm25, stemmer, candidates)
+
+    def _setup(
+        self, ids: Sequence[str], bm25: bm25s.BM25, stemmer: Stemmer.Stemmer, candidates: int
+    ) -> None:
+        self._ids = list(ids)
+        self._bm25 = bm25
+        self._stemmer = stemmer
+        self._candidates = min(candidates, len(self._ids))
+
+    @staticmethod
+    def fingerprint(ids: Sequence[str]) -> str:
+        """Names the index of these chunks (ids change with their document's content) built this
+        way; a saved index under another name is of other chunks or another tokenizer."""
+        digest = hashlib.sha256()
+        config = [KEYWORD_INDEX_VERSION, LANGUAGE, WORD_PATTERN, STOPWORDS]
+        digest.update(json.dumps(config).encode())
+        for chunk_id in ids:
+            digest.update(b"\0" + chunk_id.encode())
+        return digest.hexdigest()
+
+    @classmethod
+    def load(cls, directory: Path, ids: Sequence[str], candidates: int) -> KeywordIndex | None:
+        """The index `save` wrote to `directory` for exactly these chunk ids, in this order; None
+        when there is none or it does not fit (then build it)."""
+        try:
+            saved_ids = json.loads((directory / IDS_NAME).read_bytes())
+            if saved_ids != list(ids):
+                return None
+            bm25 = bm25s.BM25.load(str(directory), load_corpus=False, show_progress=False)
+        except FileNotFoundError:
+            return None
+        except Exception as exc:  # a cache: whatever is wrong with it, building is the cure
+            log.warning("saved keyword index unreadable (%s): rebuilding it", type(exc).__name__)
+            return None
+        if int(bm25.scores["num_docs"]) != len(ids):
+            return None
+        index = cls.__new__(cls)
+        index._setup(ids, bm25, Stemmer.Stemmer(LANGUAGE), candidates)
+        return index
+
+    def save(self, directory: Path) -> None:
+        """Write the index to `directory` whole: it appears complete or not at all."""
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
+        try:
+            self._bm25.save(str(staging), show_progress=False)
+            (staging / IDS_NAME).write_text(json.dumps(self._ids))
+            try:
+                staging.rename(directory)
+            except OSError:
+                if not directory.is_dir():  # not another process having saved it first
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def search(self, query: str) -> list[KeywordHit]:
         """Passages sharing at least one informative word with `query`, best BM25 score first."""
-        bm25 = self._retriever.bm25
+        bm25 = self._bm25
         terms = self._terms(query)
         if not terms:
             return []
@@ -84,14 +152,16 @@ class KeywordIndex:
         if not containing:
             return []
         total = sum(weights.values())
+        # Tokenized as llama-index's BM25Retriever did: stop words stay, the index lacks them.
+        tokens = bm25s.tokenize(
+            query, stemmer=self._stemmer, token_pattern=WORD_PATTERN, show_progress=False
+        )
+        positions, scores = bm25.retrieve(tokens, k=self._candidates, show_progress=False)
         hits: list[KeywordHit] = []
-        for found in self._retriever.retrieve(query):
-            position = self._positions[found.node.node_id]
+        for position, score in zip(positions[0], scores[0], strict=True):
             covered = sum(weights[t] for t, has in containing.items() if has[position])
             if covered > 0:
-                hits.append(
-                    KeywordHit(found.node.node_id, float(found.score or 0.0), covered / total)
-                )
+                hits.append(KeywordHit(self._ids[int(position)], float(score), covered / total))
         return hits
 
     def _terms(self, query: str) -> list[str]:

@@ -23,6 +23,7 @@ import bot.knowledge as knowledge_module
 from bot.chunking import chunk_file
 from bot.knowledge import Knowledge, Passage, RefreshReport
 from bot.resources import bundled
+from bot.retrievers import KeywordIndex
 from bot.settings import Settings
 
 OPERATOR_KEY = "sk-operator-0000"
@@ -391,6 +392,77 @@ async def test_lost_index_files_are_rebuilt_from_the_documents(
 
     assert report.changed == ("a.md",)
     assert paths(await knowledge.retrieve("phoenixword", api_key=None, top_k=3)) == ["a.md"]
+
+
+@pytest.fixture
+def keyword_builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every BM25 index built from chunk texts (not loaded from disk)."""
+    builds: list[int] = []
+    build = KeywordIndex.__init__
+
+    def counting(self: KeywordIndex, texts: Any, candidates: int) -> None:
+        builds.append(len(texts))
+        build(self, texts, candidates)
+
+    monkeypatch.setattr(KeywordIndex, "__init__", counting)
+    return builds
+
+
+def saved_keyword_indexes(settings: Settings) -> list[Path]:
+    return sorted((settings.data_dir / "index" / "keywords").iterdir())
+
+
+async def test_a_restart_loads_the_saved_keyword_index_instead_of_rebuilding_it(
+    tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge], keyword_builds: list[int]
+) -> None:
+    settings = make_settings(tmp_path)
+    write(settings.knowledge_dir, "a.md", "# A\n\nThe loadedword is here.\n")
+    write(settings.knowledge_dir, "b.md", "# B\n\nbeta text\n")
+    await open_knowledge(settings).refresh()
+    assert keyword_builds == [2]
+
+    restarted = open_knowledge(settings)  # what `bot run` does at start
+    report = await restarted.refresh()
+    found = await restarted.retrieve("loadedword", api_key=None, top_k=3)
+
+    assert report.unchanged == ("a.md", "b.md")
+    assert paths(found) == ["a.md"]
+    assert keyword_builds == [2]  # built once, by the first process
+    assert len(saved_keyword_indexes(settings)) == 1
+
+
+async def test_a_changed_document_invalidates_the_saved_keyword_index(
+    tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge], keyword_builds: list[int]
+) -> None:
+    settings = make_settings(tmp_path)
+    write(settings.knowledge_dir, "a.md", "# A\n\nThe oldword is here.\n")
+    write(settings.knowledge_dir, "b.md", "# B\n\nbeta text\n")
+    await open_knowledge(settings).refresh()
+    write(settings.knowledge_dir, "a.md", "# A\n\nThe newword is here.\n")
+
+    await open_knowledge(settings).refresh()  # `bot ingest` after the edit
+    restarted = open_knowledge(settings)
+    await restarted.refresh()
+
+    assert paths(await restarted.retrieve("newword", api_key=None, top_k=3)) == ["a.md"]
+    assert await restarted.retrieve("oldword", api_key=None, top_k=3) == []
+    assert keyword_builds == [2, 2]  # rebuilt for the edit, loaded by the restart
+    assert len(saved_keyword_indexes(settings)) == 1  # the stale index is deleted
+
+
+async def test_a_damaged_saved_keyword_index_is_rebuilt(
+    tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge], keyword_builds: list[int]
+) -> None:
+    settings = make_settings(tmp_path)
+    write(settings.knowledge_dir, "a.md", "# A\n\nThe mendedword is here.\n")
+    await open_knowledge(settings).refresh()
+    for saved in saved_keyword_indexes(settings)[0].iterdir():
+        saved.write_bytes(b"garbage")
+
+    restarted = open_knowledge(settings)
+
+    assert paths(await restarted.retrieve("mendedword", api_key=None, top_k=3)) == ["a.md"]
+    assert keyword_builds == [1, 1]
 
 
 async def test_an_empty_knowledge_folder_gives_no_passages(
