@@ -1,11 +1,16 @@
 """The benchmark's Discord: the loopback fake Discord from tests/ in its own process, a driver that
 sends every `/ask` at once, and a record of each write the bot makes for each conversation.
 
+    python -m bench.e2e.discord_platform --port 0 --conversations C [--speedup S] [--check-spec]
+
 One server with one member; ten conversations per text channel, so answers share Discord's
-per-channel create/edit budget the way a busy channel does. It speaks the platform process
-contract in `bench/e2e/common.py`. Discord's global limit (50 requests a second per bot, a 429
-with `"global": true`) is modelled too; interaction callbacks and interaction webhooks are exempt
-from it, as on Discord, so an `/ask` answer only meets it if the bot writes to channels directly.
+per-channel create/edit budget (5 per 5/S s) the way a busy channel does. It speaks the platform
+process contract in `bench/e2e/common.py`, on one port with the fake's REST API and gateway, plus
+`GET /bench/ready` (answers once the bot has identified and synced /ask). Discord's global limit
+(50 requests a second per bot, a 429 with `"global": true`) is modelled too; interaction
+callbacks and interaction webhooks are exempt from it, as on Discord, so an `/ask` answer only
+meets it if the bot writes to channels directly. "early" counts calls on a channel before a
+Retry-After given there had passed; "early_own" only those by the conversation that was given it.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ GLOBAL_RATE, GLOBAL_WINDOW = 50, 1.0  # Discord's global limit per bot
 CONNECT_TIMEOUT = 60.0  # seconds for the bot to identify and sync its commands
 SETTLE_SECONDS = 1.0  # after every answer is final: quiet this long catches trailing writes
 DEFAULT_DEADLINE = 120.0
+NOT_CONNECTED = "the bot did not identify and sync /ask in time"
 DEFERRED = 5  # interaction callback type: "thinking…", the response comes later
 SNOWFLAKE_FLOOR = 10**17  # random ids stay snowflake-sized
 JOINS = ("", " ", "\n")  # separators tried between an answer's messages
@@ -128,6 +134,7 @@ class BenchDiscord(FakeDiscord):
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._rest)
         app.router.add_get("/bench/env", self._env)
         app.router.add_post("/bench/run", self._run)
+        app.router.add_get("/bench/ready", self._ready)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port)
@@ -148,16 +155,26 @@ class BenchDiscord(FakeDiscord):
         }
         return web.json_response(env)
 
+    async def _ready(self, request: web.Request) -> web.Response:
+        """Answers once the bot has identified and synced /ask (503 if it doesn't in time), so a
+        runner can start measuring the bot after its start-up rather than across it."""
+        if not await self._wait_connected():
+            return web.json_response({"error": NOT_CONNECTED}, status=503)
+        return web.json_response({"ready": True})
+
     async def _run(self, request: web.Request) -> web.Response:
         body = await request.json() if request.can_read_body else {}
         deadline = float(body.get("deadline") or DEFAULT_DEADLINE)
+        if not await self._wait_connected():
+            return web.json_response({"error": NOT_CONNECTED}, status=503)
+        return web.json_response(await self.run(deadline))
+
+    async def _wait_connected(self) -> bool:
         try:
             await self.wait_for(self._connected, timeout=CONNECT_TIMEOUT)
         except TimeoutError:
-            return web.json_response(
-                {"error": "the bot did not identify and sync /ask in time"}, status=503
-            )
-        return web.json_response(await self.run(deadline))
+            return False
+        return True
 
     def _connected(self) -> bool:
         return self.ready.is_set() and any(
