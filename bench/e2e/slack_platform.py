@@ -184,15 +184,16 @@ class BenchSlack(FakeSlack):
         if method == "chat.postMessage":
             self.by_message[(channel, ts)] = thread
         thread.texts[ts] = str(args.get("text") or "")
-        self._written(thread, now)
+        self._written(thread, method, now)
 
-    def _written(self, thread: _Thread, now: float) -> None:
+    def _written(self, thread: _Thread, method: str, now: float) -> None:
         conv = thread.conversation
         conv.writes += 1
         conv.last_write = now
         some, full = thread.state()
         if some and conv.first_visible is None:
             conv.first_visible = now
+            conv.extra["first_visible_by"] = method  # a placeholder that already had text?
         if full and conv.final is None:
             conv.final = now
         elif not full:
