@@ -20,7 +20,6 @@ from aiohttp import web
 from openai import AsyncOpenAI
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
@@ -34,10 +33,10 @@ DEFAULT_EVERY = 20
 DEFAULT_MODEL = "gpt-5.4-mini"
 
 
-class SpedUpRateLimitRetryHandler(AsyncRateLimitErrorRetryHandler):
-    """The stock handler (sleep Retry-After plus up to a second of jitter, then retry once) in
-    the benchmark's sped-up time: the stock one reads Retry-After with int(), and the fake Slack,
-    whose windows are BENCH_SPEEDUP times shorter, sends fractions of a second."""
+class RateLimitRetryHandler(AsyncRateLimitErrorRetryHandler):
+    """slack_sdk's stock handler (sleep Retry-After plus up to a second of jitter, retry once),
+    in the benchmark's time: the fake Slack's windows are BENCH_SPEEDUP times shorter, so its
+    Retry-After comes in fractions of a second, which the stock handler's int() cannot read."""
 
     def __init__(self, speedup: float) -> None:
         super().__init__()
@@ -59,19 +58,13 @@ class SpedUpRateLimitRetryHandler(AsyncRateLimitErrorRetryHandler):
         state.increment_current_attempt()
 
 
-def rate_limit_handler() -> AsyncRetryHandler:
-    speedup = float(os.environ.get("BENCH_SPEEDUP", "1"))
-    if speedup == 1:
-        return AsyncRateLimitErrorRetryHandler()
-    return SpedUpRateLimitRetryHandler(speedup)
-
-
 def build_app() -> AsyncApp:
     app = AsyncApp(
         token=os.environ["SLACK_BOT_TOKEN"], signing_secret=os.environ["SLACK_SIGNING_SECRET"]
     )
     app.client.base_url = os.environ.get("SLACK_API_URL", app.client.base_url)
-    app.client.retry_handlers.append(rate_limit_handler())
+    speedup = float(os.environ.get("BENCH_SPEEDUP", "1"))
+    app.client.retry_handlers.append(RateLimitRetryHandler(speedup))
     openai = AsyncOpenAI()
     model = os.environ.get("CHAT_MODEL", DEFAULT_MODEL)
     every = int(os.environ.get("NAIVE_EVERY", DEFAULT_EVERY))
