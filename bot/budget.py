@@ -27,7 +27,6 @@ import contextlib
 import itertools
 import logging
 import math
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -66,10 +65,21 @@ Rank = tuple[Priority, float]
 
 
 @dataclass(eq=False)
+class _Call:
+    """A granted call's place in the window: it counts from when its response came back
+    (infinity while in flight). The platform counts a call when the request reaches it, which
+    is before the response returns; counting from the grant instead would let jitter in the
+    requests' travel time put two calls closer together at the platform than the window."""
+
+    at: float = math.inf
+
+
+@dataclass(eq=False)
 class _Waiter:
     rank: Callable[[], Rank]
     seq: int
     future: asyncio.Future[None] = field(repr=False)
+    call: _Call | None = None
 
 
 class Budget:
@@ -84,7 +94,7 @@ class Budget:
         self._interim_cap = max(1, spec.rate - math.ceil(spec.rate * RESERVE_SHARE))
         self._tokens = float(self.burst)
         self._refilled_at: float | None = None
-        self._recent: deque[float] = deque(maxlen=spec.rate)
+        self._recent: list[_Call] = []  # calls in flight or in the last window
         self._paused_until = -math.inf
         self._waiters: list[_Waiter] = []
         self._seq = itertools.count()
@@ -103,12 +113,11 @@ class Budget:
     @asynccontextmanager
     async def slot(self, rank: Callable[[], Rank]) -> AsyncIterator[None]:
         """Wait for a grant (by `rank`, re-read at grant time), then hold it for one call."""
-        await self._acquire(rank)
+        call = await self._acquire(rank)
         try:
             yield
         finally:
-            self._in_flight -= 1
-            self._changed.set()
+            self._done(call)
 
     def reconsider(self) -> None:
         """A waiter's rank may have risen (its answer ended): look at the queue again now
@@ -123,7 +132,12 @@ class Budget:
             self._paused_until = until
             log.info("budget %s paused for %.1fs", self.spec.key, seconds)
 
-    async def _acquire(self, rank: Callable[[], Rank]) -> None:
+    def _done(self, call: _Call) -> None:
+        call.at = self._clock.monotonic()
+        self._in_flight -= 1
+        self._changed.set()
+
+    async def _acquire(self, rank: Callable[[], Rank]) -> _Call:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiter = _Waiter(rank, next(self._seq), future)
         self._waiters.append(waiter)
@@ -135,11 +149,13 @@ class Budget:
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
                 # Granted just as the caller was cancelled: hand the slot back.
-                self._in_flight -= 1
-                self._changed.set()
+                assert waiter.call is not None
+                self._done(waiter.call)
             elif waiter in self._waiters:
                 self._waiters.remove(waiter)
             raise
+        assert waiter.call is not None
+        return waiter.call
 
     async def _dispatch(self) -> None:
         try:
@@ -157,7 +173,7 @@ class Budget:
                 self._waiters.remove(waiter)
                 if waiter.future.done():
                     continue
-                self._spend(now)
+                waiter.call = self._spend(now)
                 self._in_flight += 1
                 waiter.future.set_result(None)
         finally:
@@ -196,16 +212,19 @@ class Budget:
         cap = self._interim_cap if priority is Priority.INTERIM else self.spec.rate
         if priority is not Priority.URGENT and self._tokens < 1.0 - EPSILON:
             ready = max(ready, now + (1.0 - self._tokens) * self._interval)
-        in_window = [t for t in self._recent if t > now - self.spec.window]
+        in_window = sorted(c.at for c in self._recent if c.at > now - self.spec.window)
         if len(in_window) >= cap:
             # Enough of the calls in the window must leave it to get under this class's cap.
             ready = max(ready, in_window[len(in_window) - cap] + self.spec.window)
         return ready
 
-    def _spend(self, now: float) -> None:
+    def _spend(self, now: float) -> _Call:
         self._tokens = max(-self.spec.rate * MAX_DEBT_WINDOWS, self._tokens - 1.0)
-        self._recent.append(now)
+        call = _Call()
+        self._recent = [c for c in self._recent if c.at > now - self.spec.window]
+        self._recent.append(call)
         self.granted += 1
+        return call
 
 
 class Budgets:

@@ -228,7 +228,8 @@ def test_a_cancelled_waiter_leaves_no_trace() -> None:
         await take(budget, interim(), grants, clock)
 
     clock.run(main())
-    assert grants == [0.0, 10.0]
+    # The window counts from when the first call returned (0.1 s), not from its grant.
+    assert grants == [0.0, 10.1]
 
 
 def test_the_registry_shares_one_budget_per_key() -> None:
@@ -236,3 +237,20 @@ def test_the_registry_shares_one_budget_per_key() -> None:
     first = budgets.get(BudgetSpec("slack:T1:update", 50, 60.0))
     assert budgets.get(BudgetSpec("slack:T1:update", 50, 60.0)) is first
     assert budgets.get(BudgetSpec("slack:T2:update", 50, 60.0)) is not first
+
+
+def test_a_call_counts_in_its_window_from_when_its_response_came_back() -> None:
+    clock = VirtualClock()
+    grants: list[float] = []
+
+    async def main() -> None:
+        budget = Budget(BudgetSpec("post", 1, 1.0), clock)
+        # The first request is slow to come back; the platform may have counted it at any point
+        # until then, so the next may only follow a full window after the response.
+        await asyncio.gather(
+            take(budget, urgent(), grants, clock, hold=3.0),
+            take(budget, urgent(), grants, clock),
+        )
+
+    clock.run(main())
+    assert grants == [0.0, 4.0]

@@ -140,6 +140,7 @@ def summarize(
         "edit_calls_allowed": allowed_calls(budgets, edit_keys, duration),
         "writes": sum(c.writes for c in conversations),
         "rate_limited": result["rate_limited"],
+        "rate_limited_by_key": result.get("rate_limited_by_key", {}),
         "retry_after_violations": result["early"],
         "exact": exact,
         "tokens": tokens,
