@@ -60,7 +60,7 @@ class _Thread:
         """(shows some of the answer, shows all of it exactly)."""
         qid = self.conversation.qid
         some, full = False, False
-        for sep in JOINS:
+        for sep in JOINS if len(self.texts) > 1 else JOINS[:1]:
             part, whole = shows_answer(sep.join(self.texts.values()), qid)
             some, full = some or part, full or whole
         return some, full
