@@ -125,6 +125,7 @@ class BenchDiscord(FakeDiscord):
         self._global: deque[float] = deque()
         self.global_window = GLOBAL_WINDOW / speedup
         self.last_write = 0.0
+        self._routing: list[str] = [""]
 
     # -- serving --------------------------------------------------------------------------------
 
@@ -266,6 +267,7 @@ class BenchDiscord(FakeDiscord):
     def _route(
         self, method: str, parts: list[str], query: dict[str, str], body: Any
     ) -> web.Response:
+        self._routing = parts  # _route runs without a pause, so this is the call _spend charges
         response = super()._route(method, parts, query, body)
         if response.status < 300:
             self._note(method, parts, response)
@@ -344,7 +346,7 @@ class BenchDiscord(FakeDiscord):
 
     def _spend(self, channel_id: str) -> web.Response | None:
         key = budget_key(channel_id)
-        record = self._record_writing(channel_id)
+        record = self._record_writing()
         now = self._clock()
         if now < self._blocked_until.get(key, 0.0):
             self.early += 1
@@ -365,12 +367,9 @@ class BenchDiscord(FakeDiscord):
             record.limited_times.append(now)
         return limited
 
-    def _record_writing(self, channel_id: str) -> _Record | None:
-        # Only used for per-conversation 429 counts; the request being routed is the last one.
-        if not self.requests:
-            return None
-        _, path, _ = self.requests[-1]
-        parts = path.strip("/").split("/")
+    def _record_writing(self) -> _Record | None:
+        """The conversation of the call being routed, if it is a write to a known message."""
+        parts = self._routing
         if parts[0] == "webhooks" and len(parts) >= 3:
             interaction = self._by_token(parts[2])
             return self._by_interaction.get(interaction.id) if interaction else None
