@@ -155,6 +155,10 @@ class _DiscordSurface:
         return MESSAGE_LIMIT
 
     @property
+    def shows_waiting(self) -> bool:
+        return False
+
+    @property
     def edit_budget(self) -> BudgetSpec:
         return self._budget
 
@@ -178,6 +182,12 @@ class InteractionSurface(_DiscordSurface):
         super().__init__(settings, interaction.channel_id or 0, remember)
         self._interaction = interaction
         self._original_id: str | None = None
+
+    @property
+    def shows_waiting(self) -> bool:
+        # The deferred response already reads "<bot> is thinking…"; a placeholder edit would
+        # only spend one of the channel's five writes per five seconds.
+        return True
 
     async def post(self, text: str, *, final: Final | None = None) -> str:
         view = feedback_view(final)

@@ -148,6 +148,10 @@ class SlackSurface:
         return MAX_MESSAGE_BYTES
 
     @property
+    def shows_waiting(self) -> bool:
+        return False
+
+    @property
     def edit_budget(self) -> BudgetSpec:
         return self._edit_budget
 

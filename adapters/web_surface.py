@@ -70,6 +70,10 @@ class WebSurface:
         return MAX_MESSAGE_CHARS
 
     @property
+    def shows_waiting(self) -> bool:
+        return False
+
+    @property
     def edit_budget(self) -> BudgetSpec:
         return self._edit_budget
 

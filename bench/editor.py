@@ -108,6 +108,8 @@ class Sink:
     def max_size(self) -> int:
         return self.platform.max_size
 
+    shows_waiting = False
+
     @property
     def edit_budget(self) -> BudgetSpec:
         return self.platform.edit_spec(self.channel)

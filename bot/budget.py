@@ -10,8 +10,9 @@ writes that only show progress are treated differently:
   twenty questions at once in one Slack workspace all show text within a round trip or two
   instead of queueing behind an even pace (the benchmark's floor is exactly this);
 - interim edits are spread evenly by a token bucket holding `BURST` calls (Slack's 50 a minute:
-  one every 1.2 s), pay for the urgent writes' share too, and never take the last
-  `RESERVE_SHARE` of a window, which stays free for the first and final texts still to come.
+  one every 1.2 s), pay for the urgent writes' share too, and leave room in every window for
+  the final texts still owed: one per answer in progress on the budget (`owe`/`settle`), and
+  never less than `RESERVE_SHARE` of the window.
 
 Waiters are served by rank, evaluated at the moment a call is granted (so an answer whose final
 text arrived while it queued is promoted): placeholders first, then first visible text and final
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 # Interim edits that may go out back to back before the even spacing applies.
 BURST = 2
-# The share of a window interim edits leave free for first and final texts.
+# The least share of a window interim edits leave free for first and final texts.
 RESERVE_SHARE = 0.2
 # Calls in flight at once: interim edits stop at the burst (more would only queue at the
 # platform); writes a user is waiting for may overlap further, so twenty first texts are not
@@ -91,7 +92,8 @@ class Budget:
         self.max_in_flight = max(self.burst, URGENT_IN_FLIGHT)
         self._clock = clock
         self._interval = spec.window / spec.rate
-        self._interim_cap = max(1, spec.rate - math.ceil(spec.rate * RESERVE_SHARE))
+        self._min_reserve = math.ceil(spec.rate * RESERVE_SHARE)
+        self._owed = 0  # answers in progress that will make a final write here
         self._tokens = float(self.burst)
         self._refilled_at: float | None = None
         self._recent: list[_Call] = []  # calls in flight or in the last window
@@ -118,6 +120,21 @@ class Budget:
             yield
         finally:
             self._done(call)
+
+    def owe(self) -> None:
+        """An answer started that will make one final write on this budget."""
+        self._owed += 1
+
+    def settle(self) -> None:
+        """That answer ended (its final write made or abandoned)."""
+        self._owed = max(0, self._owed - 1)
+        self._changed.set()
+
+    @property
+    def _interim_cap(self) -> int:
+        """Calls a window may hold before interim edits must wait: the rest is kept for the
+        finals owed (once many answers are in progress, interim edits stop)."""
+        return max(1, self.spec.rate - max(self._min_reserve, self._owed))
 
     def reconsider(self) -> None:
         """A waiter's rank may have risen (its answer ended): look at the queue again now

@@ -135,6 +135,7 @@ class AnswerStream:
         self._urgent_since = 0.0
         self._last_visible = 0.0
         self._text_shown = False
+        self._owing = False  # counted among the edit budget's owed finals
         # Layout runs before and after each wait for the budget, and fitting renders too:
         # rendering (Slack: a markdown parse) is the editor's main cost, so it is memoized.
         self._rendered: dict[tuple[str, bool], str] = {}
@@ -194,6 +195,8 @@ class AnswerStream:
     def _ensure_task(self) -> None:
         if self._task is None:
             self.timings.started = self._clock.monotonic()
+            self._owing = True
+            self._edit_budget.owe()
             self._task = self._editor._spawn(self, "answer stream")
 
     async def _end(self, ending: Ending, extra: str, final: Final) -> None:
@@ -233,6 +236,10 @@ class AnswerStream:
         except Exception:
             # A bug here must not take the conversation down with it; the answer is stored.
             log.exception("answer stream failed; its messages may be incomplete")
+        finally:
+            if self._owing and (self._ending is not None or self._dead):
+                self._owing = False
+                self._edit_budget.settle()
 
     async def _deliver(self, posting: bool) -> None:
         budget = self._post_budget if posting else self._edit_budget
@@ -310,6 +317,8 @@ class AnswerStream:
 
     def _next_write(self) -> _Write | None:
         desired, shows_text = self._layout()
+        if not desired:
+            return None
         last = len(desired) - 1
         final = self._ending[2] if self._ending is not None else None
         for index, text in enumerate(desired):
@@ -322,6 +331,8 @@ class AnswerStream:
     def _layout(self) -> tuple[list[str], bool]:
         document, interim = self._document()
         if not document:
+            if self._surface.shows_waiting and self._ending is None:
+                return [], False  # the platform shows the wait; post when there is text
             return [self._surface.render(PLACEHOLDER)], False
         tail = document[self._frozen_length :]
         prefix = next_prefix(self._frozen[-1]) if self._frozen else ""

@@ -42,6 +42,13 @@ class Surface(Protocol):
         ...
 
     @property
+    def shows_waiting(self) -> bool:
+        """True when the platform itself already shows that an answer is coming (a deferred
+        Discord interaction's "thinking…"): the editor then spends no call on a placeholder
+        and makes the first post when there is text to show."""
+        ...
+
+    @property
     def edit_budget(self) -> BudgetSpec: ...
 
     @property

@@ -33,6 +33,7 @@ class FakeSurface:
     max_size: int = 2000
     latency: float = 0.05
     slack: bool = False
+    shows_waiting: bool = False
     refuse: Callable[[Call], Exception | None] | None = None
     calls: list[Call] = field(default_factory=list)
     refused: list[Call] = field(default_factory=list)

@@ -73,6 +73,31 @@ def test_placeholder_goes_out_at_once_and_first_text_without_waiting() -> None:
     run(main)
 
 
+def test_where_the_platform_shows_the_wait_the_first_call_carries_text() -> None:
+    async def main(clock: VirtualClock) -> None:
+        surface = FakeSurface(clock, shows_waiting=True)  # a deferred Discord interaction
+        stream = Editor(clock=clock).stream(surface)
+        await stream.start()
+        await clock.sleep(2.0)
+        assert surface.calls == []  # no placeholder spent on the channel's budget
+        stream.push("Hello")
+        await clock.sleep(0.5)
+        first = surface.calls[0]
+        assert (first.kind, first.at) == ("post", 2.0)
+        assert first.text.startswith("Hello")
+        await stream.finish("", Final(1))
+        assert surface.messages == ["Hello"]
+
+        # An answer that fails before any text still ends visibly.
+        failing = FakeSurface(clock, shows_waiting=True)
+        stream = Editor(clock=clock).stream(failing)
+        await stream.start()
+        await stream.fail("The API key was rejected.")
+        assert failing.messages == ["⚠️ The API key was rejected."]
+
+    run(main)
+
+
 def test_many_deltas_coalesce_into_few_edits_within_the_budget() -> None:
     async def main(clock: VirtualClock) -> None:
         surface = FakeSurface(clock)
