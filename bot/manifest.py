@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.chunking import Chunk
@@ -50,7 +50,9 @@ class Manifest:
         data = {
             "version": MANIFEST_VERSION,
             "embedding": self.embedding,
-            "files": {path: asdict(entry) for path, entry in sorted(self.files.items())},
+            # vars, not asdict: asdict deep-copies every chunk list, a third of a 100k-chunk
+            # ingest's time when this ran every 50 files.
+            "files": {path: vars(entry) for path, entry in sorted(self.files.items())},
         }
         return json.dumps(data, indent=1).encode()
 

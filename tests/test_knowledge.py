@@ -10,6 +10,7 @@ import logging
 import math
 import re
 import struct
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from qdrant_client import QdrantClient
 import bot.knowledge as knowledge_module
 from bot.chunking import chunk_file
 from bot.knowledge import Knowledge, Passage, RefreshReport
+from bot.manifest import IndexFiles
 from bot.resources import bundled
 from bot.retrievers import KeywordIndex
 from bot.settings import Settings
@@ -360,6 +362,43 @@ async def test_a_crash_mid_refresh_leaves_the_previous_index_intact(
     assert leftovers == []
     assert (await survivor.refresh()).changed == ("a.md",)
     assert paths(await survivor.retrieve("secondword", api_key=None, top_k=3)) == ["a.md"]
+
+
+async def test_a_crash_mid_refresh_keeps_the_files_indexed_before_the_last_checkpoint(
+    tmp_path: Path,
+    open_knowledge: Callable[[Settings], Knowledge],
+    parse_count: dict[str, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = make_settings(tmp_path)
+    for name in ("a.md", "b.md", "c.md"):
+        write(settings.knowledge_dir, name, f"# {name}\n\nThe {name[0]}word is here.\n")
+    monkeypatch.setattr(knowledge_module, "CHECKPOINT_SECONDS", 0.0)  # after every file
+    monkeypatch.setattr(knowledge_module, "FILES_IN_FLIGHT", 1)  # in order: a, b, then c
+    write_chunks, write_manifest = IndexFiles.write_chunks, IndexFiles.write_manifest
+    b_committed = threading.Event()
+
+    def noting_b(self: IndexFiles, manifest: Any) -> None:
+        write_manifest(self, manifest)
+        if "b.md" in manifest.files:
+            b_committed.set()
+
+    def disk_full_at_c(self: IndexFiles, path: str, sha256: str, chunks: Any) -> None:
+        if path == "c.md":
+            b_committed.wait(timeout=10)  # the crash comes after b's checkpoint, not during it
+            raise OSError("disk full")
+        write_chunks(self, path, sha256, chunks)
+
+    monkeypatch.setattr(IndexFiles, "write_manifest", noting_b)
+    monkeypatch.setattr(IndexFiles, "write_chunks", disk_full_at_c)
+    with pytest.raises(OSError, match="disk full"):
+        await open_knowledge(settings).refresh()
+    monkeypatch.setattr(IndexFiles, "write_chunks", write_chunks)
+
+    report = await open_knowledge(settings).refresh()
+
+    assert report.unchanged == ("a.md", "b.md") and report.added == ("c.md",)
+    assert parse_count == {"a.md": 1, "b.md": 1, "c.md": 2}
 
 
 async def test_a_corrupt_manifest_means_a_rebuild_not_a_crash(
