@@ -65,7 +65,8 @@ class _Record:
     def __init__(self, qid: int, channel_id: str) -> None:
         # The placeholder is the deferred interaction response, which no budget charges; every
         # create or edit after it is charged to the channel.
-        self.conversation = Conversation(qid=qid, asked=0.0, edit_key=budget_key(channel_id))
+        key = budget_key(channel_id)
+        self.conversation = Conversation(qid=qid, asked=0.0, post_key=key, edit_key=key)
         self.message_ids: list[str] = []
         self.write_times: list[float] = []
         self.limited_times: list[float] = []  # when its calls were answered 429

@@ -1,19 +1,20 @@
 """From one run's records to the figures the README reports, and the floor they are held to.
 
-The floor is what the platform's own limits allow with no bot overhead at all: every write
-lands the instant the limit permits (zero latency), and only the writes no streaming design can
-avoid are made: the placeholder when the question arrives (it carries the text if the first
-token came first), the first text when the first token arrives, the final text when the last
-token arrives (merged into the first-text write if that could only go out after the answer had
-ended). Limits are sliding windows, as the platforms enforce them, so the floor may burst up to
-a window's worth of calls.
+The floor is a lower bound for any bot under the platform's own limits: every write lands the
+instant the limit permits (zero latency), no placeholder is spent at all, and only the writes
+no streaming design can avoid are made: the first text when the first token arrives, on
+whichever of the two limits it may use (a new message on the post limit, an edit on the edit
+limit) frees up first, and the final text when the last token arrives (merged into the first
+write if that could only go out after the answer ended). Limits are sliding windows, as the
+platforms enforce them, so the floor may burst up to a window's worth of calls.
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
-from collections import defaultdict, deque
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,21 +29,43 @@ def pct(values: list[float], share: float) -> float:
 
 
 class _Windows:
-    """Grants calls on sliding-window limits, earliest first."""
+    """Places calls on sliding-window limits ("no `window` seconds hold more than `rate`
+    calls"), each as early as it legally can go among those already placed."""
 
     def __init__(self, budgets: dict[str, tuple[int, float]]) -> None:
         self.budgets = budgets
-        self.granted: dict[str, deque[float]] = defaultdict(deque)
+        self.placed: dict[str, list[float]] = defaultdict(list)  # sorted
 
-    def grant(self, key: str, ready: float) -> float:
+    def _legal(self, times: list[float], at: float, rate: int, window: float) -> bool:
+        # Every window [s, s + window) that would contain `at` must hold fewer than `rate`;
+        # the fullest starts just after `at - window` or at one of the calls before `at`.
+        lo = bisect.bisect_right(times, at - window)
+        starts = [
+            math.nextafter(at - window, math.inf),
+            *times[lo : bisect.bisect_right(times, at)],
+        ]
+        for start in starts:
+            held = bisect.bisect_left(times, start + window) - bisect.bisect_left(times, start)
+            if held >= rate:
+                return False
+        return True
+
+    def earliest(self, key: str, ready: float) -> float:
         if not key or key not in self.budgets:
             return ready  # no limit on this call (Discord's interaction responses, say)
         rate, window = self.budgets[key]
-        recent = self.granted[key]
-        at = ready
-        if len(recent) >= rate:
-            at = max(at, recent[-rate] + window)
-        recent.append(at)
+        times = self.placed[key]
+        # The answer is `ready` or the moment some placed call leaves a window.
+        lo = bisect.bisect_right(times, ready - window)
+        for at in [ready, *(t + window for t in times[lo:] if t + window > ready)]:
+            if self._legal(times, at, rate, window):
+                return at
+        return max(times[-1] + window, ready)
+
+    def grant(self, key: str, ready: float) -> float:
+        at = self.earliest(key, ready)
+        if key and key in self.budgets:
+            bisect.insort(self.placed[key], at)
         return at
 
 
@@ -58,25 +81,22 @@ def floor(conversations: list[Conversation], budgets: dict[str, tuple[int, float
     by_id = {c.qid: c for c in conversations if c.first_token and c.last_token}
     first: dict[int, float] = {}
     final: dict[int, float] = {}
-    # Every write in the order it becomes possible, so calls sharing a limit are granted in time
-    # order whatever their kind; a first text waits for its placeholder, a final for its first.
-    queue = [(c.asked, qid, "placeholder") for qid, c in by_id.items()]
+    # Every write in the order it becomes possible; a final becomes possible after its first.
+    queue = [(c.first_token, qid, "first") for qid, c in by_id.items()]
     heapq.heapify(queue)
     while queue:
         ready, qid, kind = heapq.heappop(queue)
         conv = by_id[qid]
-        assert conv.first_token is not None and conv.last_token is not None
+        assert conv.last_token is not None
         if kind == "final":
             final[qid] = windows.grant(conv.edit_key, ready)
             continue
-        key = conv.post_key if kind == "placeholder" else conv.edit_key
-        at = windows.grant(key, ready)
-        if kind == "placeholder" and at < conv.first_token:
-            heapq.heappush(queue, (conv.first_token, qid, "first"))
-            continue
-        first[qid] = at  # this write carried text
+        by_post = windows.earliest(conv.post_key, ready)
+        by_edit = windows.earliest(conv.edit_key, ready)
+        at = windows.grant(conv.post_key if by_post <= by_edit else conv.edit_key, ready)
+        first[qid] = at
         if at >= conv.last_token:
-            final[qid] = at  # ... all of it
+            final[qid] = at  # that write carried the whole answer
         else:
             heapq.heappush(queue, (conv.last_token, qid, "final"))
     return Floor(first, final)
@@ -103,17 +123,22 @@ def summarize(
     budgets = {k: (int(v[0]), float(v[1])) for k, v in result["budgets"].items()}
     best = floor(conversations, budgets)
     acks = [c.acked - c.asked for c in conversations if c.acked is not None]
+    # An answer that never showed text (or never its whole text) by the deadline counts as
+    # infinitely late, so a bot that loses answers cannot look faster for it.
     shown = [
         c.first_visible - c.first_token
-        for c in conversations
         if c.first_visible is not None and c.first_token is not None
+        else math.inf
+        for c in conversations
     ]
     shown_floor = [
         best.first_visible[c.qid] - c.first_token
         for c in conversations
         if c.qid in best.first_visible and c.first_token is not None
     ]
-    to_final = [c.final - c.asked for c in conversations if c.final is not None and c.exact]
+    to_final = [
+        c.final - c.asked if c.final is not None and c.exact else math.inf for c in conversations
+    ]
     to_final_floor = [best.final[c.qid] - c.asked for c in conversations if c.qid in best.final]
     tokens = sum(int(c.extra.get("tokens", 0)) for c in conversations)
     edit_keys = {c.edit_key for c in conversations if c.edit_key}
@@ -129,10 +154,11 @@ def summarize(
         "first_visible_p95": pct(shown, 0.95),
         "first_visible_floor_p50": pct(shown_floor, 0.5),
         "first_visible_floor_p95": pct(shown_floor, 0.95),
-        "first_visible_missing": len(conversations) - len(shown),
+        "first_visible_missing": sum(1 for v in shown if math.isinf(v)),
         "to_final_p50": pct(to_final, 0.5),
         "to_final_p95": pct(to_final, 0.95),
         "to_final_max": max(to_final, default=math.nan),
+        "to_final_max_delivered": max((v for v in to_final if math.isfinite(v)), default=math.nan),
         "to_final_floor_p50": pct(to_final_floor, 0.5),
         "to_final_floor_p95": pct(to_final_floor, 0.95),
         "to_final_floor_max": max(to_final_floor, default=math.nan),

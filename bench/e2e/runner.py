@@ -113,6 +113,9 @@ async def one_run(
             bot_url = f"http://127.0.0.1:{port}"
             if platform == "slack":
                 await procs.wait_healthy(f"{bot_url}/healthz", subject)
+            else:
+                # Connected and commands synced: start-up stays out of the CPU figure.
+                await _json(session, "GET", f"{platform_url}/bench/ready")
             cpu_before = subject.cpu_seconds()
             result = await _json(
                 session,
@@ -141,7 +144,9 @@ async def one_run(
 
 def describe(row: dict[str, Any]) -> str:
     def s(value: float) -> str:
-        return "-" if value is None or math.isnan(value) else f"{value:.2f}"
+        if value is None or math.isnan(value):
+            return "-"
+        return "never" if math.isinf(value) else f"{value:.2f}"
 
     return (
         f"{row['platform']:<7} {row['bot']:<9} C={row['concurrency']:<4}"
@@ -168,7 +173,7 @@ async def run_all(options: argparse.Namespace) -> list[dict[str, Any]]:
                     deadline = ANSWERBOT_DEADLINE
                     if bot == "naive" and ours is not None:
                         taken = ours["to_final_max"]
-                        if math.isnan(taken):
+                        if not math.isfinite(taken):
                             taken = ours["duration"]
                         deadline = max(MIN_DEADLINE, NAIVE_DEADLINE_FACTOR * taken)
                     row = await one_run(
