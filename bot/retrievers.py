@@ -45,7 +45,6 @@ IDS_NAME = "ids.json"  # beside a saved BM25 index: the chunk id of each of its 
 # Reciprocal rank fusion constant (Cormack et al. 2009): a passage scores sum(1 / (RRF_K + rank)).
 RRF_K = 60
 COLLECTION = "knowledge"
-_SCROLL_PAGE = 1000
 
 log = logging.getLogger(__name__)
 
@@ -223,18 +222,16 @@ class VectorIndex:
         return list(zip(result.ids or [], result.similarities or [], strict=False))
 
     def ids(self) -> set[str]:
-        found: set[str] = set()
         with self._lock:
             if not self._client.collection_exists(COLLECTION):
-                return found
-            offset = None
-            while True:
-                points, offset = self._client.scroll(
-                    COLLECTION, limit=_SCROLL_PAGE, offset=offset, with_payload=False
-                )
-                found.update(str(point.id) for point in points)
-                if offset is None:
-                    return found
+                return set()
+            # One page: local mode sorts every id for each page it serves, so paging 1,000 at a
+            # time made this quadratic (20-odd seconds of a 100k-chunk start-up).
+            total = self._client.count(COLLECTION, exact=True).count
+            points, _ = self._client.scroll(
+                COLLECTION, limit=max(total, 1), with_payload=False, with_vectors=False
+            )
+        return {str(point.id) for point in points}
 
     def delete(self, ids: Iterable[str]) -> None:
         ids = list(ids)
