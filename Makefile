@@ -17,6 +17,11 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/bot run
 
+# Figures, not a test: writes bench/results/ (tables, JSON, plots). Takes about an hour.
+bench: $(STAMP)
+	$(VENV)/bin/uv pip install -q --python $(PY) -e '.[dev,bench]'
+	$(PY) -m bench
+
 test: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .

@@ -46,6 +46,8 @@ RESERVE_SHARE = 0.2
 # platform); writes a user is waiting for may overlap further, so twenty first texts are not
 # serialised behind each other's round trips.
 URGENT_IN_FLIGHT = 8
+# Seconds within which a sent request has reached the platform (see `_Call`).
+ARRIVAL_BOUND = 1.0
 # How far urgent writes may run the interim bucket into debt, in calls: past a window's worth,
 # the debt would outlast the window that made it.
 MAX_DEBT_WINDOWS = 1
@@ -70,9 +72,18 @@ class _Call:
     """A granted call's place in the window: it counts from when its response came back
     (infinity while in flight). The platform counts a call when the request reaches it, which
     is before the response returns; counting from the grant instead would let jitter in the
-    requests' travel time put two calls closer together at the platform than the window."""
+    requests' travel time put two calls closer together at the platform than the window. A
+    response held longer than `ARRIVAL_BOUND` is the client library's doing (discord.py sleeps
+    out an exhausted bucket before it returns), not the request's travel: the platform counted
+    the call well before, so it counts from the grant plus that bound."""
 
+    granted: float
     at: float = math.inf
+    unused: bool = False
+
+    def not_made(self) -> None:
+        """The holder found nothing to send after all: the slot goes back to the budget."""
+        self.unused = True
 
 
 @dataclass(eq=False)
@@ -113,11 +124,12 @@ class Budget:
         return len(self._waiters)
 
     @asynccontextmanager
-    async def slot(self, rank: Callable[[], Rank]) -> AsyncIterator[None]:
-        """Wait for a grant (by `rank`, re-read at grant time), then hold it for one call."""
+    async def slot(self, rank: Callable[[], Rank]) -> AsyncIterator[_Call]:
+        """Wait for a grant (by `rank`, re-read at grant time), then hold it for one call; call
+        `not_made()` on what it yields if no call was made (it then costs nothing)."""
         call = await self._acquire(rank)
         try:
-            yield
+            yield call
         finally:
             self._done(call)
 
@@ -150,7 +162,11 @@ class Budget:
             log.info("budget %s paused for %.1fs", self.spec.key, seconds)
 
     def _done(self, call: _Call) -> None:
-        call.at = self._clock.monotonic()
+        call.at = min(self._clock.monotonic(), call.granted + ARRIVAL_BOUND)
+        if call.unused and call in self._recent:
+            self._recent.remove(call)
+            self._tokens = min(float(self.burst), self._tokens + 1.0)
+            self.granted -= 1
         self._in_flight -= 1
         self._changed.set()
 
@@ -237,7 +253,7 @@ class Budget:
 
     def _spend(self, now: float) -> _Call:
         self._tokens = max(-self.spec.rate * MAX_DEBT_WINDOWS, self._tokens - 1.0)
-        call = _Call()
+        call = _Call(granted=now)
         self._recent = [c for c in self._recent if c.at > now - self.spec.window]
         self._recent.append(call)
         self.granted += 1

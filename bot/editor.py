@@ -246,11 +246,14 @@ class AnswerStream:
         refusals = rate_limited = 0
         while True:
             retry_in = 0.0
-            async with budget.slot(self._rank):
+            async with budget.slot(self._rank) as grant:
                 # Laid out only now, so this one call carries everything that arrived meanwhile.
                 write = self._next_write()
                 if write is None or (write.index >= len(self._messages)) != posting:
-                    return  # nothing to do on this budget after all; the loop looks again
+                    # Nothing to do on this budget after all (the loop looks again); an unused
+                    # grant must not hold a place in the platform's window.
+                    grant.not_made()
+                    return
                 try:
                     await self._call(write)
                     return
@@ -307,8 +310,9 @@ class AnswerStream:
             self._dead = True
 
     def _rank(self) -> Rank:
-        if not self._messages:
+        if not self._messages and not self._chunks:
             return (Priority.PLACEHOLDER, self.timings.started or 0.0)
+        # A first post that carries text is the answer's first visible text: urgent, not paced.
         if self._ending is not None or (not self._text_shown and self._chunks):
             return (Priority.URGENT, self._urgent_since)
         return (Priority.INTERIM, self._last_visible)

@@ -248,9 +248,19 @@ def test_a_call_counts_in_its_window_from_when_its_response_came_back() -> None:
         # The first request is slow to come back; the platform may have counted it at any point
         # until then, so the next may only follow a full window after the response.
         await asyncio.gather(
+            take(budget, urgent(), grants, clock, hold=0.5),
+            take(budget, urgent(), grants, clock),
+        )
+        # A response held far longer is the client library sleeping out a bucket after the
+        # platform counted the call: it counts from its grant plus ARRIVAL_BOUND, so the next
+        # call need not wait a further window after the response.
+        await clock.sleep(5.0)
+        await asyncio.gather(
             take(budget, urgent(), grants, clock, hold=3.0),
             take(budget, urgent(), grants, clock),
         )
 
     clock.run(main())
-    assert grants == [0.0, 4.0]
+    assert grants[:2] == [0.0, 1.5]
+    slow = grants[2]
+    assert grants[3] == slow + 3.0  # when the slow call returned; not slow + 3.0 + 1.0

@@ -59,6 +59,7 @@ def start(
     env: Mapping[str, str] | None = None,
     logs: Path,
     ready_prefix: str | None = None,
+    cwd: Path | None = None,
 ) -> tuple[Child, str | None]:
     """Start `python args...`; with `ready_prefix`, wait for the stdout line `PREFIX=value` and
     return the value. stderr goes to `logs/<name>.log` (read it when a run goes wrong)."""
@@ -70,6 +71,7 @@ def start(
         stderr=log.open("w"),
         text=True,
         env={**os.environ, **(env or {})},
+        cwd=cwd,
     )
     child = Child(name, process, log)
     if ready_prefix is None:

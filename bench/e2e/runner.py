@@ -16,6 +16,7 @@ import asyncio
 import json
 import math
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -33,6 +34,7 @@ from bench.e2e.common import (
 from bench.e2e.figures import summarize
 from bot.resources import bundled
 
+ROOT = Path(__file__).resolve().parent.parent.parent
 MIN_DEADLINE = 60.0
 NAIVE_DEADLINE_FACTOR = 2.0
 # answerbot's own deadline: generous multiples of what the platform's limits need at best.
@@ -85,7 +87,8 @@ async def one_run(
         children.append(fake)
         timeout = aiohttp.ClientTimeout(total=deadline + ANSWERBOT_DEADLINE)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            env = await _json(session, "GET", f"{platform_url}/bench/env", params={"bot": bot})
+            kind = "naive" if bot == "naive" else "answerbot"
+            env = await _json(session, "GET", f"{platform_url}/bench/env", params={"bot": kind})
             port = procs.free_port()
             data = scratch / f"data-{platform}-{bot}-{concurrency}"
             knowledge = scratch / "knowledge"
@@ -103,12 +106,16 @@ async def one_run(
                     "NAIVE_EVERY": str(options.naive_every),
                 }
             )
-            args = (
-                ["-m", "bot", "run"]
-                if bot == "answerbot"
-                else ["-m", f"bench.e2e.{platform}_naive"]
-            )
-            subject, _ = procs.start(bot, args, env=env, logs=logs)
+            cwd = None
+            if bot.startswith("answerbot@"):
+                # The bot as it was at that revision: its checkout comes first on the path.
+                cwd = checkout(bot.split("@", 1)[1], scratch)
+                env["PYTHONPATH"] = str(cwd)
+            if bot.startswith("answerbot"):
+                args = ["-m", "bot", "run"]
+            else:
+                args = ["-m", f"bench.e2e.{platform}_naive"]
+            subject, _ = procs.start(bot, args, env=env, logs=logs, cwd=cwd)
             children.append(subject)
             bot_url = f"http://127.0.0.1:{port}"
             if platform == "slack":
@@ -137,9 +144,25 @@ async def one_run(
         conv.first_token = timing.get("first_token")
         conv.last_token = timing.get("last_token")
         conv.extra["tokens"] = timing.get("tokens", 0)
+    if options.keep:
+        (logs / "result.json").write_text(
+            json.dumps({**result, "conversations": [c.to_json() for c in conversations]})
+        )
     row = summarize(result, conversations, cpu_seconds=cpu, peak_rss_mb=rss)
     row.update(platform=platform, bot=bot, concurrency=concurrency, speedup=speedup)
     return row
+
+
+def checkout(revision: str, scratch: Path) -> Path:
+    """A worktree of this repository at `revision` (for before/after runs in one go)."""
+    target = scratch / f"rev-{revision}"
+    if not target.exists():
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(target), revision],
+            check=True,
+            capture_output=True,
+        )
+    return target
 
 
 def describe(row: dict[str, Any]) -> str:
@@ -189,6 +212,7 @@ async def run_all(options: argparse.Namespace) -> list[dict[str, Any]]:
                         ours = row
                     rows.append(row)
                     print(describe(row), flush=True)
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "prune"], check=False)
     return rows
 
 
@@ -196,7 +220,11 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--platforms", default="slack,discord")
     p.add_argument("--concurrency", default="1,20,100,500")
-    p.add_argument("--bots", default="answerbot,naive")
+    p.add_argument(
+        "--bots",
+        default="answerbot,naive",
+        help="answerbot, naive, and answerbot@REV for the bot at a git revision",
+    )
     p.add_argument("--tokens", type=int, default=DEFAULT_TOKENS)
     p.add_argument("--interval", type=float, default=DEFAULT_INTERVAL)
     p.add_argument("--first-token", type=float, default=DEFAULT_FIRST_TOKEN)
