@@ -13,6 +13,11 @@ Per size and mode, two fresh processes, so each peak RSS (VmHWM) is its own:
 Hybrid embeds through the loopback fake OpenAI endpoint (`bench/fake_embeddings.py`, its own
 process, 384-dimension hash embeddings), so hybrid latency includes one loopback HTTP round trip
 for the question's embedding. Each file holds 10 one-chunk sections, so 10k chunks = 1,000 files.
+"BM25 at start" times both ways a start-up can get its keyword index, in the same process: build
+it from the chunks (what every start did before the index was saved) and load the saved one.
+The whole run takes about 8 minutes on 2 cores, most of it the 100k hybrid ingest. To profile a
+step, run it under py-spy (it sees the worker threads the index work runs in):
+    py-spy record -f raw -o out.txt -- .venv/bin/python bench/retrieval.py --worker restart ...
 """
 
 from __future__ import annotations
@@ -225,7 +230,7 @@ def bm25_seconds(data: Path) -> dict[str, float]:
 
 
 def worker(args: argparse.Namespace) -> None:
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per embedding request
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # a line per embedding request
     kb, data = Path(args.kb), Path(args.data)
     if args.worker == "ingest":
         result = asyncio.run(ingest(args.mode, kb, data, args.fake_url))
