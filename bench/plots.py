@@ -30,14 +30,22 @@ def _series(rows: list[dict[str, Any]], bot: str, key: str) -> tuple[list[int], 
 def _panel(ax: Any, rows: list[dict[str, Any]], metric: str, title: str) -> None:
     for bot in ("answerbot", "naive"):
         for share, style in (("p50", "-"), ("p95", ":")):
-            xs, ys = _series(rows, bot, f"{metric}_{share}")
+            # Percentiles over the answers that arrived; the labels say how many did.
+            xs, ys = _series(rows, bot, f"{metric}_delivered_{share}")
             if xs:
-                ax.plot(
-                    xs,
-                    ys,
-                    linestyle=style,
-                    **{**STYLE[bot], "label": f"{STYLE[bot]['label']} {share}"},
-                )
+                label = f"{STYLE[bot]['label']} {share}"
+                ax.plot(xs, ys, linestyle=style, **{**STYLE[bot], "label": label})
+        if bot == "naive":
+            for row in rows:
+                if row["bot"] == bot and row["exact"] < row["conversations"]:
+                    ax.annotate(
+                        f"{row['exact']}/{row['conversations']} delivered",
+                        (row["concurrency"], row[f"{metric}_delivered_p50"]),
+                        textcoords="offset points",
+                        xytext=(4, 6),
+                        fontsize=7,
+                        color=STYLE[bot]["color"],
+                    )
     for share, style in (("p50", "--"), ("p95", ":")):
         xs, ys = _series(rows, "answerbot", f"{metric}_floor_{share}")
         if xs:
@@ -58,7 +66,14 @@ def plot(rows: list[dict[str, Any]], out: Path, machine: str) -> list[Path]:
         speedup = mine[0].get("speedup", 1)
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
         _panel(axes[0], mine, "first_visible", "model's first token -> first visible text")
-        _panel(axes[1], mine, "to_final", "question -> final text (delivered answers)")
+        fig.text(
+            0.5,
+            0.01,
+            "lines: answers that arrived; floor: the platform limits' best",
+            ha="center",
+            fontsize=7,
+        )
+        _panel(axes[1], mine, "to_final", "question -> final text")
         note = f" (limits' windows / {speedup:g})" if speedup != 1 else ""
         fig.suptitle(f"{platform}{note}: {machine}", fontsize=9)
         fig.tight_layout()

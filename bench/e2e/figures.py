@@ -159,6 +159,11 @@ def summarize(
         "to_final_p95": pct(to_final, 0.95),
         "to_final_max": max(to_final, default=math.nan),
         "to_final_max_delivered": max((v for v in to_final if math.isfinite(v)), default=math.nan),
+        # Over the answers that did arrive: the naive baseline's speed, apart from its losses.
+        "to_final_delivered_p50": pct([v for v in to_final if math.isfinite(v)], 0.5),
+        "to_final_delivered_p95": pct([v for v in to_final if math.isfinite(v)], 0.95),
+        "first_visible_delivered_p50": pct([v for v in shown if math.isfinite(v)], 0.5),
+        "first_visible_delivered_p95": pct([v for v in shown if math.isfinite(v)], 0.95),
         "to_final_floor_p50": pct(to_final_floor, 0.5),
         "to_final_floor_p95": pct(to_final_floor, 0.95),
         "to_final_floor_max": max(to_final_floor, default=math.nan),
