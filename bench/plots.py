@@ -35,7 +35,7 @@ def _panel(ax: Any, rows: list[dict[str, Any]], metric: str, title: str) -> None
             if xs:
                 label = f"{STYLE[bot]['label']} {share}"
                 ax.plot(xs, ys, linestyle=style, **{**STYLE[bot], "label": label})
-        if bot == "naive":
+        if bot == "naive" and metric == "to_final":
             for row in rows:
                 if row["bot"] == bot and row["exact"] < row["conversations"]:
                     ax.annotate(
@@ -52,6 +52,7 @@ def _panel(ax: Any, rows: list[dict[str, Any]], metric: str, title: str) -> None
             ax.plot(xs, ys, linestyle=style, **{**STYLE["floor"], "label": f"floor {share}"})
     ax.set_xscale("log")
     ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("concurrent conversations")
     ax.set_ylabel("seconds")
     ax.set_title(title)
@@ -82,3 +83,20 @@ def plot(rows: list[dict[str, Any]], out: Path, machine: str) -> list[Path]:
         plt.close(fig)
         written.append(path)
     return written
+
+
+def main() -> None:
+    """Redraw the plots from a results.json: `python -m bench.plots bench/results/results.json`."""
+    import json
+    import sys
+
+    path = Path(sys.argv[1])
+    results = json.loads(path.read_text())
+    info = results["machine"]
+    machine = f"{info['cpu']}, {info['cores']} cores, Python {info['python']}, {info['date']}"
+    for written in plot(results["e2e"]["rows"], path.parent, machine):
+        print(written)
+
+
+if __name__ == "__main__":
+    main()
