@@ -132,7 +132,7 @@ def settings_for(mode: str, kb: Path, data: Path, url: str | None) -> Settings:
     values: dict[str, Any] = {"data_dir": data, "knowledge_dir": kb, "openai_api_key": None}
     if mode == "hybrid":
         values.update(openai_api_key=FAKE_KEY, openai_base_url=url, embed_model=EMBED_MODEL)
-    return Settings(_env_file=None, **values)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]  # pydantic-settings
 
 
 # -- the two worker processes --------------------------------------------------------------------

@@ -82,7 +82,9 @@ def floor(conversations: list[Conversation], budgets: dict[str, tuple[int, float
     first: dict[int, float] = {}
     final: dict[int, float] = {}
     # Every write in the order it becomes possible; a final becomes possible after its first.
-    queue = [(c.first_token, qid, "first") for qid, c in by_id.items()]
+    queue: list[tuple[float, int, str]] = [
+        (c.first_token or 0.0, qid, "first") for qid, c in by_id.items()
+    ]
     heapq.heapify(queue)
     while queue:
         ready, qid, kind = heapq.heappop(queue)
