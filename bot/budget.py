@@ -218,21 +218,24 @@ class Budget:
         if self._in_flight >= self.max_in_flight:
             return None, math.inf
         self._refill(now)
-        ready = {cls: self._ready_at(now, cls) for cls in Priority}
+        # The window's calls, sorted, once per decision (each class reads them).
+        in_window = sorted(c.at for c in self._recent if c.at > now - self.spec.window)
+        ready = {cls: self._ready_at(now, cls, in_window) for cls in Priority}
         if self._in_flight >= self.burst:
             ready[Priority.INTERIM] = math.inf  # until a call in flight returns
         best: tuple[Rank, int] | None = None
         chosen: _Waiter | None = None
+        soonest = math.inf
         for waiter in self._waiters:
             rank = waiter.rank()
             if ready[rank[0]] > now:
+                soonest = min(soonest, ready[rank[0]])
                 continue
             if best is None or (rank, waiter.seq) < best:
                 best, chosen = (rank, waiter.seq), waiter
         if chosen is not None:
             return chosen, now
-        classes = {w.rank()[0] for w in self._waiters}
-        return None, min(ready[cls] for cls in classes)
+        return None, soonest
 
     def _refill(self, now: float) -> None:
         if self._refilled_at is not None:
@@ -240,12 +243,11 @@ class Budget:
             self._tokens = min(float(self.burst), self._tokens + gained)
         self._refilled_at = now
 
-    def _ready_at(self, now: float, priority: Priority) -> float:
+    def _ready_at(self, now: float, priority: Priority, in_window: list[float]) -> float:
         ready = max(now, self._paused_until)
         cap = self._interim_cap if priority is Priority.INTERIM else self.spec.rate
         if priority is not Priority.URGENT and self._tokens < 1.0 - EPSILON:
             ready = max(ready, now + (1.0 - self._tokens) * self._interval)
-        in_window = sorted(c.at for c in self._recent if c.at > now - self.spec.window)
         if len(in_window) >= cap:
             # Enough of the calls in the window must leave it to get under this class's cap.
             ready = max(ready, in_window[len(in_window) - cap] + self.spec.window)
