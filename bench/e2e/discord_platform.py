@@ -22,7 +22,6 @@ import json
 import math
 import random
 import re
-import signal
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ from aiohttp import web
 
 from bench.e2e import common
 from bench.e2e.common import Conversation
+from bench.e2e.procs import until_signalled
 from tests import discord_payloads as payloads
 from tests.discord_payloads import MEMBER_PERMISSIONS
 from tests.fake_discord import API_PREFIX, FakeDiscord, Interaction
@@ -423,12 +423,8 @@ async def serve(args: argparse.Namespace) -> None:
     fake = BenchDiscord(args.conversations, speedup=args.speedup, check_spec=args.check_spec)
     port = await fake.serve(args.port)
     print(f"BENCH_PLATFORM_URL=http://127.0.0.1:{port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await until_signalled()
     finally:
         await fake.close()
 

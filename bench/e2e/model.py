@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import time
 from typing import Any
 
@@ -26,6 +25,7 @@ from bench.e2e.common import (
     answer_chunks,
     question_id,
 )
+from bench.e2e.procs import until_signalled
 from tests.fake_openai import FakeOpenAI, Reply
 
 GENERIC = ("How", " do", " I", " deploy", " the", " bot?")
@@ -85,12 +85,8 @@ async def serve(host: str, port: int, model: BenchModel) -> None:
     await web.TCPSite(runner, host, port).start()
     bound_host, bound_port = runner.addresses[0][:2]
     print(f"BENCH_MODEL_URL=http://{bound_host}:{bound_port}/v1", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await until_signalled()
     finally:
         await model.fake.close()
         await runner.cleanup()

@@ -105,6 +105,15 @@ async def wait_healthy(url: str, child: Child) -> None:
     raise RuntimeError(f"{child.name} never became healthy at {url}; see {child.log}")
 
 
+async def until_signalled() -> None:
+    """Return on SIGINT or SIGTERM: how a benchmark process knows the runner is done with it."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
 def free_port() -> int:
     import socket
 

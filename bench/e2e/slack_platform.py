@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import contextlib
 import math
-import signal
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import aiohttp
 from aiohttp import web
 
 from bench.e2e.common import Conversation, question_text, shows_answer
+from bench.e2e.procs import until_signalled
 from bot.editor import MARKER
 from tests.fake_slack import SIGNING_SECRET, FakeSlack, Team, _arguments
 
@@ -332,12 +332,8 @@ async def serve(host: str, port: int, slack: BenchSlack, control: Control) -> No
     await web.TCPSite(runner, host, port).start()
     bound_host, bound_port = runner.addresses[0][:2]
     print(f"BENCH_PLATFORM_URL=http://{bound_host}:{bound_port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await until_signalled()
     finally:
         await runner.cleanup()
         await slack.close()
