@@ -3,6 +3,7 @@ baseline), retrieval at scale, and the streaming editor in virtual time.
 
     make bench                       (installs what it needs, then runs the below)
     python -m bench [--quick] [--out bench/results]
+    python -m bench quality [--embedders ...]   (the answer-quality eval: bench/quality/eval.py)
 
 Writes `results.json` (every figure, and the machine), `results.md` (the tables) and the plots
 `e2e-slack.png`, `e2e-discord.png` into --out. Figures, not asserts: nothing here fails on a slow
@@ -129,6 +130,11 @@ def run_script(args: list[str]) -> str:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["quality"]:  # the answer-quality eval has its own options
+        from bench.quality.eval import main as quality
+
+        quality(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))

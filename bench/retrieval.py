@@ -41,8 +41,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.knowledge import INDEX_DIRNAME, Knowledge
-from bot.manifest import IndexFiles
-from bot.retrievers import KeywordIndex
+from bot.knowledge.files import IndexFiles
+from bot.knowledge.keywords import KeywordIndex
 from bot.settings import Settings
 
 SECTIONS_PER_FILE = 10
@@ -129,7 +129,14 @@ def fake_stats(url: str | None) -> dict[str, int]:
 
 
 def settings_for(mode: str, kb: Path, data: Path, url: str | None) -> Settings:
-    values: dict[str, Any] = {"data_dir": data, "knowledge_dir": kb, "openai_api_key": None}
+    # The endpoint provider: with no key it is keyword search alone (bm25); the local model's
+    # figures are bench/quality/eval.py's (it cannot embed 100k passages in a benchmark's time).
+    values: dict[str, Any] = {
+        "data_dir": data,
+        "knowledge_dir": kb,
+        "openai_api_key": None,
+        "embed_provider": "openai",
+    }
     if mode == "hybrid":
         values.update(openai_api_key=FAKE_KEY, openai_base_url=url, embed_model=EMBED_MODEL)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]  # pydantic-settings
@@ -182,9 +189,9 @@ async def restart(mode: str, kb: Path, data: Path, url: str | None, queries: int
         found = 0
         for question in questions[1:]:
             begun = time.perf_counter()
-            passages = await knowledge.retrieve(question, api_key=api_key, top_k=TOP_K)
+            result = await knowledge.retrieve(question, api_key=api_key, top_k=TOP_K)
             latencies.append((time.perf_counter() - begun) * 1000)
-            found += bool(passages)
+            found += bool(result.passages)
     finally:
         await knowledge.close()
     return {
@@ -198,7 +205,7 @@ async def restart(mode: str, kb: Path, data: Path, url: str | None, queries: int
         "first_retrieve_embed_requests": (
             after_first["embedding_requests"] - during_refresh["embedding_requests"]
         ),
-        "first_retrieve_passages": len(first),
+        "first_retrieve_passages": len(first.passages),
         "retrieve_p50_ms": statistics.median(latencies),
         "retrieve_p95_ms": percentile(latencies, 0.95),
         "questions_with_passages": found / len(latencies),

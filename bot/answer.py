@@ -1,7 +1,11 @@
 """Answers one question from the documents: a follow-up is first made standalone, the knowledge
-base gives numbered passages, and the model streams an answer citing them; then the sources.
+base gives numbered passages, and the model streams an answer citing them; then the sources it
+cited.
 
-Without any API key the bot still helps: it shows the best passages and says how to set a key.
+With a key, every question reaches the model with the best passages found: the model, not a
+cutoff, decides that they don't answer it. Without any key the bot still helps: it shows the best
+passages when its calibrated judgement (`Retrieval.relevant`) says they cover the question, and
+declines otherwise; either way it says how to set a key.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ class Turn:
 
 
 class Passage(Protocol):
-    """What retrieval returns (bot/knowledge.py's Passage has this shape)."""
+    """What retrieval returns (bot.knowledge's Passage has this shape)."""
 
     @property
     def path(self) -> str: ...
@@ -45,12 +49,19 @@ class Passage(Protocol):
     def score(self) -> float: ...
 
 
-class Retriever(Protocol):
-    """The part of bot/knowledge.py's Knowledge that answering uses."""
+class Retrieval(Protocol):
+    """The passages found for a question, and whether the bot alone would call them relevant."""
 
-    async def retrieve(
-        self, query: str, *, api_key: str | None, top_k: int
-    ) -> Sequence[Passage]: ...
+    @property
+    def passages(self) -> Sequence[Passage]: ...
+    @property
+    def relevant(self) -> bool: ...
+
+
+class Retriever(Protocol):
+    """The part of bot.knowledge's Knowledge that answering uses."""
+
+    async def retrieve(self, query: str, *, api_key: str | None, top_k: int) -> Retrieval: ...
 
 
 class Answerer:
@@ -72,39 +83,91 @@ class Answerer:
     async def answer(
         self, question: str, history: Sequence[Turn], workspace: str
     ) -> AsyncIterator[str | list[Source]]:
-        """Yield text deltas, then exactly one list of sources; raises BotError subclasses."""
+        """Yield text deltas, then exactly one list of the sources the text cites; raises
+        BotError subclasses."""
         question = question.strip()
         if not question:
             raise InputError("Ask me a question, for example: how do refunds work?")
+        limit = self._settings.max_question_chars
+        if len(question) > limit:
+            raise InputError(
+                f"That message is {len(question):,} characters long; I take questions of up to "
+                f"{limit:,}. Ask about one part at a time, or quote only the lines that matter."
+            )
         key = await self._api_key(workspace)
         turns = (
             list(history)[-self._settings.history_turns :] if self._settings.history_turns else []
         )
         query = await self._standalone(question, turns, key)
-        passages = list(
-            await self._knowledge.retrieve(query, api_key=key, top_k=self._settings.retrieval_top_k)
+        found = await self._knowledge.retrieve(
+            query, api_key=key, top_k=self._settings.retrieval_top_k
         )
+        passages = list(found.passages)
         sources = [
             Source(n, p.path, p.heading, prompts.clip(p.text, EXCERPT_CHARS), p.score)
             for n, p in enumerate(passages, start=1)
         ]
         if not sources:
-            # Nothing relevant: a fixed reply is honest, instant and free; a model shown no
-            # passages could only repeat it or, worse, answer from memory.
+            # Truly nothing to show (no documents, or no word of the question in them and no
+            # vectors): a fixed reply is honest, instant and free.
             yield prompts.DONT_KNOW
+            yield []
         elif key is None:
-            yield prompts.NO_KEY_INTRO + "\n\n"
-            for source in sources:
-                yield prompts.no_key_passage(source) + "\n\n"
-            yield prompts.NO_KEY_OUTRO
+            async for item in _passages_only(sources, found.relevant):
+                yield item
         else:
-            texts = [p.text for p in passages]
-            messages: list[Message] = [{"role": "system", "content": prompts.ANSWER_SYSTEM}]
-            messages += [_message(turn.role, turn.text) for turn in turns]
-            messages.append(_message("user", prompts.answer_request(question, sources, texts)))
-            async for delta in self._llm.stream(messages, api_key=key):
-                yield delta
-        yield sources
+            async for item in self._written(question, turns, sources, passages, key):
+                yield item
+
+    async def _written(
+        self,
+        question: str,
+        turns: Sequence[Turn],
+        sources: list[Source],
+        passages: Sequence[Passage],
+        key: str,
+    ) -> AsyncIterator[str | list[Source]]:
+        """The model's answer from the passages, then the sources it cited."""
+        messages = self._prompt(question, turns, sources, [p.text for p in passages])
+        written: list[str] = []
+        async for delta in self._llm.stream(
+            messages, api_key=key, max_tokens=self._settings.answer_max_tokens
+        ):
+            written.append(delta)
+            yield delta
+        cited = prompts.cited_numbers("".join(written))
+        used = [source for source in sources if source.number in cited]
+        if not used:
+            yield "\n\n" + prompts.NO_CITATIONS
+        yield used
+
+    def _prompt(
+        self, question: str, turns: Sequence[Turn], sources: list[Source], texts: list[str]
+    ) -> list[Message]:
+        """System, as much recent history as fits the model's context, then passages and question.
+
+        The newest turns matter most to a follow-up, so the oldest go first; passages go (from
+        the weakest) only when even no history leaves too little room."""
+        budget = (
+            self._settings.model_context_tokens
+            - self._settings.answer_max_tokens
+            - prompts.PROMPT_MARGIN_TOKENS
+            - prompts.estimate_tokens(prompts.ANSWER_SYSTEM)
+        )
+        request = prompts.answer_request(question, sources, texts)
+        while len(sources) > 1 and prompts.estimate_tokens(request) > budget:
+            sources, texts = sources[:-1], texts[:-1]
+            request = prompts.answer_request(question, sources, texts)
+        budget -= prompts.estimate_tokens(request)
+        kept: list[Message] = []
+        for turn in reversed(turns):
+            text = prompts.clip(turn.text, prompts.HISTORY_TURN_CHARS)
+            budget -= prompts.estimate_tokens(text)
+            if budget < 0:
+                break
+            kept.append(_message(turn.role, text))
+        system: Message = {"role": "system", "content": prompts.ANSWER_SYSTEM}
+        return [system, *reversed(kept), _message("user", request)]
 
     async def _api_key(self, workspace: str) -> str | None:
         stored = await self._store.get_api_key(workspace)
@@ -136,6 +199,22 @@ class Answerer:
         if not condensed or len(condensed) > MAX_QUERY_CHARS:
             return fallback
         return condensed
+
+
+async def _passages_only(
+    sources: list[Source], relevant: bool
+) -> AsyncIterator[str | list[Source]]:
+    """The keyless answer: the passages when they look relevant, else a plain decline; both end
+    with how to get written answers."""
+    if not relevant:
+        yield prompts.NO_KEY_DECLINE + "\n\n" + prompts.NO_KEY_OUTRO
+        yield []
+        return
+    yield prompts.NO_KEY_INTRO + "\n\n"
+    for source in sources:
+        yield prompts.no_key_passage(source) + "\n\n"
+    yield prompts.NO_KEY_OUTRO
+    yield sources
 
 
 def _message(role: Literal["user", "assistant"], content: str) -> Message:

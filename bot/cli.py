@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from pathlib import Path
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from bot.answer import Answerer
+from bot.answer import Answerer, Turn
 from bot.citations import Source
 from bot.errors import BotError
 from bot.knowledge import Knowledge
@@ -38,6 +39,18 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("directory", nargs="?", type=Path, help="default: KNOWLEDGE_DIR")
     ask = commands.add_parser("ask", help="answer one question in the terminal, with sources")
     ask.add_argument("question")
+    earlier = ask.add_mutually_exclusive_group()
+    earlier.add_argument(
+        "--thread",
+        metavar="NAME",
+        help="continue (or start) the conversation NAME kept in the database",
+    )
+    earlier.add_argument(
+        "--history-file",
+        metavar="FILE",
+        type=Path,
+        help='earlier turns as JSON: [{"role": "user" or "assistant", "content": "..."}, ...]',
+    )
     commands.add_parser("migrate", help="apply database migrations")
     return parser
 
@@ -61,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "ingest":
             asyncio.run(_ingest(settings))
         elif args.command == "ask":
-            return asyncio.run(_ask(settings, args.question))
+            history = _read_history(args.history_file) if args.history_file else []
+            return asyncio.run(_ask(settings, args.question, history, args.thread))
         elif args.command == "migrate":
             asyncio.run(_migrate(settings))
     except KeyboardInterrupt:
@@ -70,6 +84,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bot: {error.detail}", file=sys.stderr)
         return 1
     return 0
+
+
+def _read_history(path: Path) -> list[Turn]:
+    """Turns from a JSON file, or a BotError saying what is wrong with it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BotError(f"cannot read the history file {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise BotError(f"the history file {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, list):
+        raise BotError(f"the history file {path} must hold a JSON list of turns")
+    turns: list[Turn] = []
+    for number, item in enumerate(data, start=1):
+        role = item.get("role") if isinstance(item, dict) else None
+        content = item.get("content") if isinstance(item, dict) else None
+        if role not in ("user", "assistant") or not isinstance(content, str):
+            raise BotError(
+                f"turn {number} of {path} must be "
+                '{"role": "user" or "assistant", "content": "text"}'
+            )
+        turns.append(Turn(role=role, text=content))
+    return turns
 
 
 def with_sample_knowledge(settings: Settings) -> Settings:
@@ -120,19 +157,34 @@ async def _ingest(settings: Settings) -> None:
     print(report)
 
 
-async def _ask(settings: Settings, question: str) -> int:
+async def _ask(settings: Settings, question: str, history: list[Turn], thread: str | None) -> int:
     store = await _open_store(settings)
     knowledge = Knowledge(settings)
     sources: list[Source] = []
+    text: list[str] = []
+    thread_key = f"cli:{thread}" if thread else None
     try:
         await knowledge.refresh()
+        if thread_key is not None:
+            stored = await store.thread_messages(thread_key, limit=settings.history_turns)
+            history = [Turn(role=m.role, text=m.text) for m in stored if m.text]
         answerer = Answerer(settings, knowledge, store)
-        async for item in answerer.answer(question, [], CLI_WORKSPACE):
+        async for item in answerer.answer(question, history, CLI_WORKSPACE):
             if isinstance(item, str):
+                text.append(item)
                 sys.stdout.write(item)
                 sys.stdout.flush()
             else:
                 sources = item
+        if thread_key is not None:
+            await store.record_exchange(
+                thread_key=thread_key,
+                workspace=CLI_WORKSPACE,
+                question=question,
+                answer="".join(text),
+                sources=sources,
+                status="done",
+            )
     except BotError as error:
         print(f"\n\nbot: {error.user_message}", file=sys.stderr)
         return 1

@@ -78,12 +78,19 @@ class LLM:
         return client
 
     async def stream(
-        self, messages: Sequence[Message], *, api_key: str, model: str | None = None
+        self,
+        messages: Sequence[Message],
+        *,
+        api_key: str,
+        model: str | None = None,
+        max_tokens: int | None = None,
     ) -> AsyncIterator[str]:
-        """Yield the answer's text deltas as they arrive; raises ModelError subclasses."""
+        """Yield the answer's text deltas as they arrive; raises ModelError subclasses.
+
+        `max_tokens` caps the answer (a model stopped by it ends normally, cut short)."""
         model = model or self._settings.chat_model
         deadline = _Deadline(self._settings)
-        response = await self._open(self._client(api_key), messages, model, deadline)
+        response = await self._open(self._client(api_key), messages, model, deadline, max_tokens)
         finished = False
         try:
             chunks = aiter(response)
@@ -129,12 +136,18 @@ class LLM:
         messages: Sequence[Message],
         model: str,
         deadline: _Deadline,
+        max_tokens: int | None,
     ) -> openai.AsyncStream[openai.types.chat.ChatCompletionChunk]:
+        # max_completion_tokens, not the older max_tokens, which OpenAI's reasoning models refuse.
+        limit = max_tokens if max_tokens else openai.omit
         for attempt in range(len(self._retry_delays) + 1):
             try:
                 return await deadline.wait(
                     client.chat.completions.create(
-                        model=model, messages=list(messages), stream=True
+                        model=model,
+                        messages=list(messages),
+                        stream=True,
+                        max_completion_tokens=limit,
                     )
                 )
             except (openai.APIConnectionError, openai.InternalServerError) as error:

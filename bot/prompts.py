@@ -7,20 +7,25 @@ sources listed under the answer carry the same numbers.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from bot.citations import Source
 
 ANSWER_SYSTEM = """\
-You answer questions for a team, using only the numbered passages from their documents that \
-come with each question.
+You answer questions for a team from the numbered passages of their documents that come with \
+each question.
 
-- Base every statement on the passages. Cite the passages you use with their numbers in square \
-brackets, like [1] or [2][3], right after the statement they support.
-- If the passages don't contain the answer, say plainly that the documents don't cover it. Do \
-not guess, and do not answer from general knowledge.
+- Take every fact from the passages. Right after each statement, cite the passages that support \
+it by their numbers in square brackets, like [1] or [2][3]. Cite only passages you used.
+- If the passages don't answer the question, say so plainly in one sentence, then say in a few \
+words what they do cover, so the person can ask again. Do not guess, and do not answer from \
+general knowledge.
+- Messages from chat carry noise: greetings, ticket numbers, tags, names, typos. Answer the \
+question inside them.
+- For small talk ("are you there?", "thanks!") reply briefly and kindly, without citations.
 - Be brief and direct: a few sentences or a short list. Use light Markdown (bold, lists, inline \
-code); no tables, no headings.
+code, code blocks); no tables, no headings.
 - Earlier messages in the conversation are context for follow-up questions; the passages are \
 your only source of facts.
 """
@@ -32,18 +37,27 @@ terms. Reply with the question only, in the user's language.
 """
 
 DONT_KNOW = (
-    "I couldn't find anything about that in the documents I answer from, so I don't know. "
-    "Try asking with different words, or ask a person who knows the topic."
+    "I have no documents to answer from yet (the knowledge folder is empty or not indexed), so "
+    "I don't know. An operator can add documents and run `bot ingest`."
 )
 
 NO_KEY_INTRO = (
     "This workspace has no API key for the language model yet, so I can't write an answer. "
     "These passages from the documents look most relevant:"
 )
+NO_KEY_DECLINE = "I couldn't find that in the documents I answer from."
 NO_KEY_OUTRO = "An admin can set a key with `/setkey` to get written answers with citations."
+# Under an answer that cites no passage (small talk, or the documents don't cover it).
+NO_CITATIONS = "_No sources: this reply cites none of the documents._"
 
 PASSAGE_PROMPT_CHARS = 4000  # a passage longer than this is cut in the prompt
 CONDENSE_TURN_CHARS = 600  # each earlier message is cut to this in the condensing prompt
+HISTORY_TURN_CHARS = 4000  # each earlier message is cut to this in the answer prompt
+# Characters per token when sizing a prompt without the model's tokenizer: English prose runs at
+# about 4, code and other languages lower; 3 errs on the side of fitting.
+CHARS_PER_TOKEN = 3
+PROMPT_MARGIN_TOKENS = 200  # message framing and the tokenizer estimate's slack
+_CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
 
 def passages_block(sources: Sequence[Source], texts: Sequence[str]) -> str:
@@ -81,3 +95,12 @@ def clip(text: str, limit: int) -> str:
     if space > limit // 2:
         cut = cut[:space]
     return cut.rstrip() + "…"
+
+
+def cited_numbers(text: str) -> set[int]:
+    """The passage numbers `text` cites: [2], [1][3] and [1, 3] all count."""
+    return {int(n) for group in _CITATION.findall(text) for n in group.split(",")}
+
+
+def estimate_tokens(text: str) -> int:
+    return len(text) // CHARS_PER_TOKEN + 1

@@ -7,7 +7,7 @@ Every field is documented in `.env.example`, and a test keeps the two in step.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = None
     chat_model: str = "gpt-5.4-mini"
     embed_model: str = "text-embedding-3-small"
+    # local: a model shipped inside a package embeds on this machine's CPU (no key, no endpoint);
+    # openai: EMBED_MODEL at OPENAI_BASE_URL, with OPENAI_API_KEY for the documents.
+    embed_provider: Literal["local", "openai"] = "local"
     secret_key: SecretStr | None = None
 
     # The one HTTP server.
@@ -71,6 +74,9 @@ class Settings(BaseSettings):
     # Answers.
     retrieval_top_k: int = Field(default=5, ge=1, le=50)
     history_turns: int = Field(default=10, ge=0, le=100)
+    max_question_chars: int = Field(default=4000, ge=100)
+    answer_max_tokens: int = Field(default=1000, ge=16)
+    model_context_tokens: int = Field(default=16000, ge=2000)
     llm_idle_timeout: float = Field(default=30.0, gt=0)
     llm_total_timeout: float = Field(default=300.0, gt=0)
 

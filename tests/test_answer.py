@@ -35,16 +35,23 @@ class FakePassage:
     score: float
 
 
-class FakeKnowledge:
-    """Returns fixed passages and remembers what it was asked, with which key."""
+@dataclass(frozen=True)
+class FakeRetrieval:
+    passages: list[FakePassage]
+    relevant: bool
 
-    def __init__(self, passages: Sequence[FakePassage]) -> None:
+
+class FakeKnowledge:
+    """Returns fixed passages, judged relevant or not, and remembers what it was asked."""
+
+    def __init__(self, passages: Sequence[FakePassage], *, relevant: bool = True) -> None:
         self.passages = list(passages)
+        self.relevant = relevant
         self.calls: list[tuple[str, str | None, int]] = []
 
-    async def retrieve(self, query: str, *, api_key: str | None, top_k: int) -> list[FakePassage]:
+    async def retrieve(self, query: str, *, api_key: str | None, top_k: int) -> FakeRetrieval:
         self.calls.append((query, api_key, top_k))
-        return self.passages[:top_k]
+        return FakeRetrieval(self.passages[:top_k], self.relevant)
 
 
 @pytest.fixture
@@ -90,7 +97,7 @@ def make(settings: Settings, knowledge: FakeKnowledge, store: Store) -> Answerer
     return Answerer(settings, knowledge, store, llm=LLM(settings, retry_delays=(0.0,)))
 
 
-async def test_streams_a_cited_answer_then_numbered_sources(
+async def test_streams_a_cited_answer_then_only_the_sources_it_cites(
     keyed_settings: Settings, knowledge: FakeKnowledge, store: Store, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.reply("Within ", "30 days ", "[1].")
@@ -99,9 +106,9 @@ async def test_streams_a_cited_answer_then_numbered_sources(
     await answerer.close()
 
     assert deltas == ["Within ", "30 days ", "[1]."]
+    # The shipping passage reached the model but the answer does not use it: not listed.
     assert [(s.number, s.path, s.heading) for s in sources] == [
-        (1, "policies/refunds.md", "Refund policy"),
-        (2, "shipping.md", None),
+        (1, "policies/refunds.md", "Refund policy")
     ]
     assert knowledge.calls == [
         ("How long do I have to ask for a refund?", FAKE_KEY, keyed_settings.retrieval_top_k)
@@ -111,7 +118,8 @@ async def test_streams_a_cited_answer_then_numbered_sources(
     system, user = request.messages
     assert system["role"] == "system"
     assert "[1]" in system["content"]
-    assert "don't contain the answer" in system["content"]
+    assert "don't answer the question, say so plainly" in system["content"]
+    assert "small talk" in system["content"]
     prompt = user["content"]
     # Passages are numbered in the order of the sources, then comes the question.
     assert prompt.index("[1] policies/refunds.md › Refund policy") < prompt.index(REFUNDS)
@@ -161,7 +169,7 @@ async def test_without_any_key_shows_passages_and_how_to_set_one(
     assert long_text not in text  # trimmed, not pasted whole
 
 
-async def test_nothing_relevant_means_a_plain_dont_know(
+async def test_no_passages_at_all_means_a_plain_dont_know(
     keyed_settings: Settings, store: Store, fake_openai: FakeOpenAI
 ) -> None:
     answerer = make(keyed_settings, FakeKnowledge([]), store)
@@ -212,7 +220,111 @@ async def test_failed_condensing_falls_back_to_the_raw_question(
     await answerer.close()
     assert knowledge.calls[0][0] == "How do refunds work?\nand for gift cards?"
     assert deltas == ["Five days ", "[1]."]
-    assert len(sources) == 2
+    assert [s.number for s in sources] == [1]
+
+
+async def test_every_cited_source_is_listed_by_its_number(
+    keyed_settings: Settings, knowledge: FakeKnowledge, store: Store, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.reply("Refunds take five days [2, 1]; shipping two [2][7].")
+    answerer = make(keyed_settings, knowledge, store)
+    _, sources = await run(answerer, "refunds and shipping?")
+    await answerer.close()
+    # [7] is no passage of this answer: ignored, not invented.
+    assert [s.number for s in sources] == [1, 2]
+
+
+async def test_an_answer_citing_nothing_says_so_instead_of_listing_sources(
+    keyed_settings: Settings, knowledge: FakeKnowledge, store: Store, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.reply("Yes, I'm here. Ask me anything about the documents.")
+    answerer = make(keyed_settings, knowledge, store)
+    deltas, sources = await run(answerer, "are you there?")
+    await answerer.close()
+    assert sources == []
+    assert "".join(deltas).endswith(prompts.NO_CITATIONS)
+    # Small talk still went to the model with the passages found: it decides, not a cutoff.
+    (request,) = fake_openai.chat_requests
+    assert REFUNDS in request.messages[-1]["content"]
+
+
+async def test_weak_passages_still_reach_the_model_with_a_key(
+    keyed_settings: Settings, store: Store, fake_openai: FakeOpenAI
+) -> None:
+    knowledge = FakeKnowledge([FakePassage("shipping.md", None, SHIPPING, 0.1)], relevant=False)
+    fake_openai.reply("The documents don't say; they cover shipping times [1].")
+    answerer = make(keyed_settings, knowledge, store)
+    deltas, _ = await run(answerer, "INC-4412 what is the CEO's favourite colour?")
+    await answerer.close()
+    (request,) = fake_openai.chat_requests
+    assert SHIPPING in request.messages[-1]["content"]
+    assert "INC-4412 what is the CEO's favourite colour?" in request.messages[-1]["content"]
+    assert "".join(deltas).startswith("The documents don't say")
+
+
+async def test_without_a_key_an_irrelevant_question_is_declined_with_the_hint(
+    fake_settings: Settings, store: Store, fake_openai: FakeOpenAI
+) -> None:
+    knowledge = FakeKnowledge([FakePassage("shipping.md", None, SHIPPING, 0.1)], relevant=False)
+    answerer = make(fake_settings, knowledge, store)
+    deltas, sources = await run(answerer, "what's a good lasagna recipe?")
+    await answerer.close()
+    text = "".join(deltas)
+    assert text.startswith(prompts.NO_KEY_DECLINE)
+    assert SHIPPING not in text
+    assert text.rstrip().endswith(prompts.NO_KEY_OUTRO)
+    assert sources == []
+    assert fake_openai.requests == []
+
+
+async def test_a_question_over_the_length_cap_is_refused_with_the_numbers(
+    keyed_settings: Settings, knowledge: FakeKnowledge, store: Store, fake_openai: FakeOpenAI
+) -> None:
+    settings = keyed_settings.model_copy(update={"max_question_chars": 200})
+    answerer = make(settings, knowledge, store)
+    with pytest.raises(InputError) as refused:
+        await run(answerer, "why? " * 60)
+    await answerer.close()
+    assert "299 characters" in refused.value.user_message
+    assert "up to 200" in refused.value.user_message
+    assert knowledge.calls == [] and fake_openai.requests == []
+
+
+async def test_the_answer_is_capped_in_tokens(
+    keyed_settings: Settings, knowledge: FakeKnowledge, store: Store, fake_openai: FakeOpenAI
+) -> None:
+    settings = keyed_settings.model_copy(update={"answer_max_tokens": 321})
+    fake_openai.reply("Short [1].")
+    answerer = make(settings, knowledge, store)
+    await run(answerer, "refunds?")
+    await answerer.close()
+    (request,) = fake_openai.chat_requests
+    assert request.body["max_completion_tokens"] == 321
+
+
+async def test_a_long_history_is_cut_to_fit_the_context_newest_kept(
+    keyed_settings: Settings, knowledge: FakeKnowledge, store: Store, fake_openai: FakeOpenAI
+) -> None:
+    settings = keyed_settings.model_copy(
+        update={"model_context_tokens": 4000, "answer_max_tokens": 500, "history_turns": 100}
+    )
+    history = [
+        Turn("user" if n % 2 == 0 else "assistant", f"turn {n}: " + "words " * 400)
+        for n in range(20)
+    ]
+    fake_openai.reply("standalone question")
+    fake_openai.reply("ok [1]")
+    answerer = make(settings, knowledge, store)
+    await run(answerer, "and then?", history)
+    await answerer.close()
+    _, answer = fake_openai.chat_requests
+    prompt_chars = sum(len(str(m["content"])) for m in answer.messages)
+    assert prompt_chars // prompts.CHARS_PER_TOKEN <= 4000 - 500
+    kept = [str(m["content"]) for m in answer.messages[1:-1]]
+    assert kept, "some history still fits"
+    assert kept[-1].startswith("turn 19:")  # the newest turns are the ones kept
+    assert not any(text.startswith("turn 0:") for text in kept)
+    assert REFUNDS in str(answer.messages[-1]["content"])
 
 
 async def test_history_is_limited_to_the_newest_turns(

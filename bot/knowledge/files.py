@@ -1,6 +1,7 @@
 """The knowledge index's files under DATA_DIR/index: a manifest (document -> content hash -> chunk
-ids), one chunk file per indexed version of a document, each written atomically, and the saved
-BM25 index of the current chunks (`keywords/<fingerprint>/`, so a start-up loads it, not rebuilds).
+ids), one chunk file and one vector file per indexed version of a document, each written
+atomically, and the saved BM25 index of the current chunks (`keywords/<fingerprint>/`, so a
+start-up loads it, not rebuilds).
 
 Chunk files are written before the manifest that names them and deleted only after it stops
 naming them, so whatever moment a crash picks, the manifest on disk names complete files. JSON on
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -20,13 +22,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.chunking import Chunk
+import numpy as np
+
+from bot.knowledge.chunking import Chunk
+from bot.knowledge.embeddings import PassageVectors
 
 log = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 CHUNKS_DIRNAME = "chunks"
+VECTORS_DIRNAME = "vectors"
 KEYWORDS_DIRNAME = "keywords"
 
 
@@ -38,13 +44,13 @@ class Entry:
     size: int
     mtime_ns: int
     chunks: list[str]
-    vectors: bool  # its chunks have embeddings for the manifest's embedding model
+    vectors: bool  # its vector file holds its chunks' embeddings in the manifest's space
 
 
 @dataclass
 class Manifest:
     files: dict[str, Entry] = field(default_factory=dict)
-    embedding: dict[str, str] | None = None  # {"model", "base_url"} the vectors were made with
+    embedding: dict[str, str] | None = None  # the embedder's space the vectors were made in
 
     def to_bytes(self) -> bytes:
         data = {
@@ -107,6 +113,27 @@ class IndexFiles:
         data = json.loads(self.chunks_path(path, entry.sha256).read_bytes())
         return [Chunk.from_json(item) for item in data["chunks"]]
 
+    def vectors_path(self, path: str, sha256: str) -> Path:
+        return (
+            self.chunks_path(path, sha256).parent.parent
+            / VECTORS_DIRNAME
+            / (self.chunks_path(path, sha256).stem + ".npz")
+        )
+
+    def write_vectors(self, path: str, sha256: str, vectors: PassageVectors) -> None:
+        buffer = io.BytesIO()
+        np.savez(buffer, vectors=vectors.vectors, owners=vectors.owners)
+        write_atomic(self.vectors_path(path, sha256), buffer.getvalue())
+
+    def read_vectors(self, path: str, entry: Entry) -> PassageVectors:
+        # No pickles: a planted vector file must not run code.
+        with np.load(self.vectors_path(path, entry.sha256), allow_pickle=False) as saved:
+            vectors = np.asarray(saved["vectors"], dtype=np.float32)
+            owners = np.asarray(saved["owners"], dtype=np.int32)
+        if vectors.ndim != 2 or len(owners) != len(vectors):
+            raise ValueError("malformed vector file")
+        return PassageVectors(vectors, owners)
+
     def intact(self, manifest: Manifest) -> dict[str, str]:
         """path -> sha256 of the manifest's entries whose chunk file is on disk."""
         return {
@@ -116,11 +143,14 @@ class IndexFiles:
         }
 
     def remove_unlisted(self, manifest: Manifest) -> None:
-        """Delete chunk files the manifest no longer names (old versions, deleted documents)."""
+        """Delete chunk and vector files the manifest no longer names (old versions, deleted
+        documents)."""
         live = {self.chunks_path(path, entry.sha256) for path, entry in manifest.files.items()}
-        for stale in (self._root / CHUNKS_DIRNAME).glob("*.json"):
-            if stale not in live:
-                stale.unlink(missing_ok=True)
+        live |= {self.vectors_path(path, e.sha256) for path, e in manifest.files.items()}
+        for pattern in (f"{CHUNKS_DIRNAME}/*.json", f"{VECTORS_DIRNAME}/*.npz"):
+            for stale in self._root.glob(pattern):
+                if stale not in live:
+                    stale.unlink(missing_ok=True)
 
     def keywords_path(self, fingerprint: str) -> Path:
         """Where the saved BM25 index of one chunk set lives (see `KeywordIndex.fingerprint`)."""

@@ -1,9 +1,10 @@
 """The knowledge index: what the bot knows from KNOWLEDGE_DIR, kept under DATA_DIR/index, and the
 hybrid search that finds the passages an answer cites.
 
-Keyword search (BM25) always works; dense vectors (Qdrant local mode, OpenAI-compatible embeddings)
-join by reciprocal rank fusion when the corpus was embedded and the asker has a key. A relevance
-cutoff drops passages that merely share a word, so an off-topic question gets no passages at all.
+Keyword search (BM25) and dense search (a local embedding model by default, or an endpoint's)
+both run for every question; `bot.knowledge.search` ranks their candidates together. Nothing is
+cut for looking irrelevant: the model decides that, or without a model the calibrated
+`Retrieval.relevant`.
 """
 
 from __future__ import annotations
@@ -11,58 +12,40 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
 
-from bot.chunking import Chunk, chunk_file, file_digest, source_files
-from bot.manifest import Entry, IndexFiles, Manifest
-from bot.retrievers import KeywordIndex, VectorIndex, VectorsBusy, fuse
+from bot.knowledge.chunking import Chunk, chunk_file, file_digest, source_files
+from bot.knowledge.embeddings import Embedder, PassageVectors, make_embedder
+from bot.knowledge.embeddings import Passage as EmbedInput
+from bot.knowledge.files import Entry, IndexFiles, Manifest
+from bot.knowledge.keywords import KeywordIndex
+from bot.knowledge.search import DEFAULT_METHOD, Evidence, Method, rank
+from bot.knowledge.vectors import DenseResult, VectorIndex
 from bot.settings import Settings
-
-if TYPE_CHECKING:  # imported when first used: a keyword-only bot starts a second sooner
-    from llama_index.embeddings.openai import OpenAIEmbedding
-    from openai import DefaultAsyncHttpxClient
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 
 INDEX_DIRNAME = "index"
-VECTORS_DIRNAME = "qdrant"
 
-# Passages each retriever proposes before fusion and the cutoff; top_k is taken from the fused list.
+# Passages each search proposes before fusion; top_k is taken from the ranked list.
 CANDIDATES = 40
-# A passage is relevant when it holds this share of the question's informative words (weighted by
-# how rare each word is in the corpus; words the corpus never uses weigh the most) ...
-MIN_KEYWORD_COVERAGE = 1 / 3
-# ... or when its embedding is at least this cosine-similar to the question's. Set for OpenAI's
-# text-embedding-3 models, where unrelated text scores roughly 0.0-0.2 and related passages well
-# above 0.3; other models have other baselines (some score unrelated text 0.4+), so this would
-# need raising for them.
-MIN_DENSE_SIMILARITY = 0.3
-
-# Embedding calls: the corpus at refresh may wait out rate limits; a question must not.
-EMBED_BATCH = 64
-CORPUS_EMBED_RETRIES = 3
-CORPUS_EMBED_TIMEOUT = 60.0
-QUERY_EMBED_RETRIES = 0
-QUERY_EMBED_TIMEOUT = 8.0
-EMBEDDERS_KEPT = 16  # one client per distinct workspace key, least recently used dropped
 # A long refresh commits its progress this often (seconds), so a crash loses at most this much
 # work. By time, not every N files: the manifest grows with the corpus, so rewriting it every 50
 # files made ingest quadratic (a quarter of a 100k-chunk ingest went on rewriting manifests).
 CHECKPOINT_SECONDS = 10.0
-# Files parsed and embedded at once: embedding calls wait on the network, not on these 2 cores.
+# Files parsed at once: endpoint embedding calls wait on the network, not on these 2 cores (the
+# local model takes one file at a time: see LocalEmbedder).
 FILES_IN_FLIGHT = 4
 
 
 @dataclass(frozen=True)
 class Passage:
-    """A passage the answer may cite. `score` is its reciprocal-rank-fused score: it orders the
-    passages of one result (higher first) and means nothing across questions."""
+    """A passage the answer may cite. `score` is what it was ranked by: it orders the passages of
+    one result (higher first) and means nothing across questions."""
 
     path: str
     heading: str | None
@@ -80,7 +63,7 @@ class RefreshReport:
     unchanged: tuple[str, ...] = ()
     failed: tuple[str, ...] = ()  # unreadable now; a changed one keeps its previous version
     chunks: int = 0  # passages in the index after the refresh
-    dense: bool = False  # every passage has an embedding for EMBED_MODEL
+    dense: bool = False  # every passage has an embedding in the embedder's space
     note: str | None = None  # why dense search is off, when it is
 
     def __str__(self) -> str:
@@ -96,6 +79,22 @@ class RefreshReport:
         return f"{counts}; {self.chunks} passages; {mode}" + (
             f" ({self.note})" if self.note else ""
         )
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """The passages found for a question, best first, and how well the corpus seems to cover it
+    (the keyless answer's judgement; with a key the model judges)."""
+
+    passages: list[Passage]
+    evidence: Evidence
+
+    @property
+    def relevant(self) -> bool:
+        return bool(self.passages) and self.evidence.relevant
+
+
+NOTHING = Retrieval([], Evidence(None, None, 0.0))
 
 
 @dataclass(frozen=True)
@@ -123,65 +122,67 @@ class _Snapshot:
 
     chunks: dict[str, Chunk]
     keywords: KeywordIndex | None
-    with_vectors: frozenset[str]
-    embedding: dict[str, str] | None
+    vectors: VectorIndex | None  # None: no vectors in the embedder's space (keyword search only)
     stamp: tuple[int, int] | None  # the manifest file it was read from (inode, mtime)
     keywords_name: str | None  # the saved BM25 index it uses
 
 
 class Knowledge:
-    """The bot's searchable knowledge; one per process (Qdrant local mode allows one)."""
+    """The bot's searchable knowledge. Any number of processes may search one DATA_DIR; one
+    refreshes it at a time (`bot ingest`, or the bot at start)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, embedder: Embedder | None = None) -> None:
         self._settings = settings
         self._root = settings.data_dir / INDEX_DIRNAME
         self._files = IndexFiles(self._root)
+        self._embedder = embedder or make_embedder(settings)
         self._snapshot: _Snapshot | None = None
         self._load_lock = asyncio.Lock()
         self._refresh_lock = asyncio.Lock()
-        self._vectors: VectorIndex | None = None
-        self._http: DefaultAsyncHttpxClient | None = None
-        self._embedders: OrderedDict[str, OpenAIEmbedding] = OrderedDict()
 
     # Searching.
 
-    async def retrieve(self, query: str, *, api_key: str | None, top_k: int) -> list[Passage]:
-        """The `top_k` most relevant passages for `query`; [] when nothing is plausibly relevant.
+    async def retrieve(
+        self, query: str, *, api_key: str | None, top_k: int, method: Method = DEFAULT_METHOD
+    ) -> Retrieval:
+        """The `top_k` best passages for `query` and the evidence of how well they cover it.
 
-        Dense search joins when `api_key` is given and the corpus has vectors for EMBED_MODEL; if
-        it fails for any reason the answer goes on with keyword search alone.
+        Every passage found is returned, however weak: whether they answer the question is the
+        model's call (or, with no model, `Retrieval.relevant`'s). Dense search joins when the
+        corpus has vectors and the question can be embedded; if it fails for any reason the
+        answer goes on with keyword search alone.
         """
         snapshot = await self._current()
         if snapshot.keywords is None or not query.strip():
-            return []
-        rankings = [await asyncio.to_thread(self._keyword_ranking, snapshot, query)]
-        if api_key and snapshot.with_vectors and snapshot.embedding == self._embedding_id():
+            return NOTHING
+        keyword_hits = await asyncio.to_thread(snapshot.keywords.search, query)
+        dense: DenseResult | None = None
+        if snapshot.vectors is not None and method != "keyword":
             try:
-                rankings.append(await self._dense_ranking(snapshot, query, api_key))
+                vector = await self._embedder.query(query, api_key=api_key)
             except Exception as exc:
                 log.warning("dense search failed, using keyword search alone: %s", _describe(exc))
-        fused = fuse(rankings)[:top_k]
-        return [
+                vector = None
+            if vector is not None:
+                also = [hit.chunk_id for hit in keyword_hits]
+                dense = await asyncio.to_thread(snapshot.vectors.search, vector, CANDIDATES, also)
+        ranked = rank(keyword_hits, dense, method=method)
+        passages = [
             Passage(chunk.path, chunk.heading, chunk.text, score)
-            for chunk, score in ((snapshot.chunks[chunk_id], score) for chunk_id, score in fused)
+            for chunk, score in (
+                (snapshot.chunks[chunk_id], score) for chunk_id, score in ranked.ranking[:top_k]
+            )
         ]
+        return Retrieval(passages, ranked.evidence)
 
-    @staticmethod
-    def _keyword_ranking(snapshot: _Snapshot, query: str) -> list[str]:
-        assert snapshot.keywords is not None
-        hits = snapshot.keywords.search(query)
-        return [hit.chunk_id for hit in hits if hit.coverage >= MIN_KEYWORD_COVERAGE]
-
-    async def _dense_ranking(self, snapshot: _Snapshot, query: str, api_key: str) -> list[str]:
-        embedder = self._embedder(api_key, retries=QUERY_EMBED_RETRIES, timeout=QUERY_EMBED_TIMEOUT)
-        vector = await embedder.aget_query_embedding(query)
-        vectors = await self._open_vectors()
-        hits = await asyncio.to_thread(vectors.query, vector, CANDIDATES)
-        return [
-            chunk_id
-            for chunk_id, similarity in hits
-            if similarity >= MIN_DENSE_SIMILARITY and chunk_id in snapshot.with_vectors
-        ]
+    async def headings(self, limit: int) -> list[str]:
+        """Up to `limit` distinct section headings of the corpus, in document order."""
+        snapshot = await self._current()
+        seen: dict[str, None] = {}
+        for chunk in snapshot.chunks.values():
+            if chunk.heading and not chunk.heading.startswith("page "):
+                seen.setdefault(chunk.heading, None)
+        return list(seen)[:limit]
 
     async def _current(self) -> _Snapshot:
         """The loaded snapshot, reloaded when another process (`bot ingest`) rewrote the index."""
@@ -198,7 +199,8 @@ class Knowledge:
     # Refreshing.
 
     async def refresh(self, progress: Progress | None = None) -> RefreshReport:
-        """Bring the index in step with KNOWLEDGE_DIR, touching only new, changed and deleted files.
+        """Bring the index in step with KNOWLEDGE_DIR, touching only new, changed and deleted files
+        (and embedding only those, unless the embedding model changed).
 
         `progress(done, total)` is called as files are processed (total: files needing work).
         """
@@ -209,8 +211,7 @@ class Knowledge:
         manifest = await asyncio.to_thread(self._files.read_manifest)
         scan = await asyncio.to_thread(self._scan, manifest)
         intact = await asyncio.to_thread(self._files.intact, manifest)
-        run = _Run(dense=False)
-        await self._prepare_vectors(manifest, run)
+        run = self._prepare_vectors(manifest)
         added = [path for path in scan if path not in manifest.files]
         # A file whose chunk file went missing is parsed again, as if it had changed.
         changed = [p for p in scan if p in manifest.files and scan[p].sha256 != intact.get(p)]
@@ -252,7 +253,7 @@ class Knowledge:
         for path in removed:
             del manifest.files[path]
         await asyncio.to_thread(self._files.write_manifest, manifest)
-        await asyncio.to_thread(self._collect_garbage, manifest)
+        await asyncio.to_thread(self._files.remove_unlisted, manifest)
         self._snapshot = await asyncio.to_thread(self._load_snapshot)
         await asyncio.to_thread(self._files.remove_keyword_indexes, self._snapshot.keywords_name)
         embedded = all(entry.vectors for entry in manifest.files.values())
@@ -263,27 +264,25 @@ class Knowledge:
             unchanged=tuple(unchanged),
             failed=tuple(sorted(run.failed)),
             chunks=len(self._snapshot.chunks),
-            dense=bool(manifest.files) and embedded and manifest.embedding == self._embedding_id(),
+            dense=bool(manifest.files) and embedded and manifest.embedding == self._space,
             note=run.note,
         )
 
-    async def _prepare_vectors(self, manifest: Manifest, run: _Run) -> None:
-        """Open the vector store for this refresh, if the documents can be embedded at all."""
-        if self._settings.openai_api_key is None:
-            run.note = "no OPENAI_API_KEY to embed the documents with"
-            return
-        try:
-            vectors = await self._open_vectors()
-        except VectorsBusy:
-            run.note = "the vector store is open in another process (is the bot running?)"
-            return
-        run.dense = True
-        if manifest.embedding != self._embedding_id():
-            # Vectors from another model (or none yet) cannot be compared: start afresh.
-            await asyncio.to_thread(vectors.reset)
+    @property
+    def _space(self) -> dict[str, str]:
+        return self._embedder.space
+
+    def _prepare_vectors(self, manifest: Manifest) -> _Run:
+        """Whether this refresh embeds; vectors of another space are dropped (never compared)."""
+        if self._settings.embed_provider == "openai" and self._settings.openai_api_key is None:
+            return _Run(
+                dense=False, note="EMBED_PROVIDER=openai but no OPENAI_API_KEY to embed with"
+            )
+        if manifest.embedding != self._space:
             for entry in manifest.files.values():
                 entry.vectors = False
-            manifest.embedding = self._embedding_id()
+            manifest.embedding = self._space
+        return _Run(dense=True)
 
     async def _index_file(
         self, path: str, found: _Found, manifest: Manifest, only_embed: bool, run: _Run
@@ -304,25 +303,18 @@ class Knowledge:
             return None
         if not only_embed:  # failing to write the index is not the document's fault: raise
             await asyncio.to_thread(self._files.write_chunks, path, found.sha256, chunks)
-        has_vectors = run.dense  # a file without text has all the vectors it needs
-        key = self._settings.openai_api_key
-        if run.dense and chunks and key is not None:
+        has_vectors = run.dense
+        if run.dense:
             try:
-                await self._embed_corpus(chunks, key.get_secret_value())
+                vectors = await self._embedder.passages([_embed_input(c) for c in chunks])
             except Exception as exc:
                 log.warning("embedding the documents failed: %s", _describe(exc))
                 has_vectors = run.dense = False
                 run.note = f"embedding failed ({_describe(exc)}); retried next refresh"
+            else:
+                await asyncio.to_thread(self._files.write_vectors, path, found.sha256, vectors)
         ids = [chunk.id for chunk in chunks]
         return Entry(found.sha256, found.size, found.mtime_ns, ids, has_vectors)
-
-    async def _embed_corpus(self, chunks: Sequence[Chunk], api_key: str) -> None:
-        embedder = self._embedder(
-            api_key, retries=CORPUS_EMBED_RETRIES, timeout=CORPUS_EMBED_TIMEOUT
-        )
-        embeddings = await embedder.aget_text_embedding_batch([c.indexed_text for c in chunks])
-        vectors = await self._open_vectors()
-        await asyncio.to_thread(vectors.add, [c.id for c in chunks], embeddings)
 
     def _scan(self, manifest: Manifest) -> dict[str, _Found]:
         """The supported files of KNOWLEDGE_DIR; one whose size and mtime are as recorded is not
@@ -338,26 +330,29 @@ class Knowledge:
             scan[path] = _Found(source, sha, stat.st_size, stat.st_mtime_ns)
         return scan
 
-    # The snapshot searches use, and what the manifest no longer needs.
+    # The snapshot searches use.
 
     def _load_snapshot(self) -> _Snapshot:
         stamp = self._files.stamp()
         manifest = self._files.read_manifest()
         chunks: dict[str, Chunk] = {}
-        with_vectors: set[str] = set()
+        parts: list[tuple[list[str], PassageVectors]] = []
+        same_space = manifest.embedding == self._space
         for path, entry in manifest.files.items():
             try:
                 file_chunks = self._files.read_chunks(path, entry)
+                if entry.vectors and same_space and file_chunks:
+                    saved = self._files.read_vectors(path, entry)
+                    parts.append(([c.id for c in file_chunks], saved))
             except (OSError, ValueError, KeyError) as exc:
                 log.warning(
                     "index files of %s unreadable (%s); `bot ingest` rebuilds them", path, exc
                 )
                 continue
             chunks.update((chunk.id, chunk) for chunk in file_chunks)
-            if entry.vectors:
-                with_vectors.update(chunk.id for chunk in file_chunks)
         keywords, name = self._keywords(list(chunks.values())) if chunks else (None, None)
-        return _Snapshot(chunks, keywords, frozenset(with_vectors), manifest.embedding, stamp, name)
+        vectors = _vector_index(parts, len(chunks))
+        return _Snapshot(chunks, keywords, vectors, stamp, name)
 
     def _keywords(self, chunks: list[Chunk]) -> tuple[KeywordIndex, str]:
         """The BM25 index of `chunks`: loaded when saved before, else built and saved (building
@@ -374,61 +369,27 @@ class Knowledge:
                 log.warning("could not save the keyword index (%s): it is rebuilt next start", exc)
         return keywords, name
 
-    def _collect_garbage(self, manifest: Manifest) -> None:
-        """Delete chunk files and vectors the manifest no longer names (old versions, deleted
-        files, the leftovers of an interrupted refresh)."""
-        self._files.remove_unlisted(manifest)
-        if self._vectors is not None:
-            live_ids = {chunk_id for e in manifest.files.values() for chunk_id in e.chunks}
-            self._vectors.delete(self._vectors.ids() - live_ids)
-
-    # Dense search plumbing.
-
-    def _embedding_id(self) -> dict[str, str]:
-        return {"model": self._settings.embed_model, "base_url": self._settings.openai_base_url}
-
-    async def _open_vectors(self) -> VectorIndex:
-        if self._vectors is None:
-            self._vectors = await asyncio.to_thread(VectorIndex, self._root / VECTORS_DIRNAME)
-        return self._vectors
-
-    def _embedder(self, api_key: str, *, retries: int, timeout: float) -> OpenAIEmbedding:
-        cache_key = f"{retries}:{timeout}:{api_key}"
-        embedder = self._embedders.get(cache_key)
-        if embedder is None:
-            from llama_index.embeddings.openai import OpenAIEmbedding
-            from openai import DefaultAsyncHttpxClient
-
-            if self._http is None:
-                # Ours, so close() can close it; openai's default class suits openai 2 and 3.
-                self._http = DefaultAsyncHttpxClient()
-            # `model_name` sends EMBED_MODEL as is: `model=` accepts only OpenAI's own names.
-            embedder = OpenAIEmbedding(
-                model_name=self._settings.embed_model,
-                api_key=api_key,
-                api_base=self._settings.openai_base_url,
-                max_retries=retries,
-                timeout=timeout,
-                embed_batch_size=EMBED_BATCH,
-                # Annotated as httpx, but handed to openai, which on 3.x takes httpx2.
-                async_http_client=cast(Any, self._http),
-            )
-            self._embedders[cache_key] = embedder
-            while len(self._embedders) > EMBEDDERS_KEPT:
-                self._embedders.popitem(last=False)
-        self._embedders.move_to_end(cache_key)
-        return embedder
-
     async def close(self) -> None:
-        """Release the vector store (so another process may open it) and the HTTP client."""
+        """Release the embedder's HTTP client, if it has one."""
         async with self._refresh_lock:
-            if self._vectors is not None:
-                await asyncio.to_thread(self._vectors.close)
-                self._vectors = None
-            if self._http is not None:
-                await self._http.aclose()
-                self._http = None
-            self._embedders.clear()
+            await self._embedder.close()
+
+
+def _vector_index(parts: list[tuple[list[str], PassageVectors]], chunks: int) -> VectorIndex | None:
+    """Dense search over the passages, when they all have vectors (a partial set would rank the
+    embedded ones above the rest for no reason of theirs)."""
+    if not parts or sum(len(ids) for ids, _ in parts) != chunks:
+        return None
+    try:
+        return VectorIndex(parts)
+    except ValueError as exc:
+        log.warning("vector files don't match their passages (%s): `bot ingest` redoes them", exc)
+        return None
+
+
+def _embed_input(chunk: Chunk) -> EmbedInput:
+    title = " / ".join(part for part in (chunk.path, chunk.context, chunk.heading or "") if part)
+    return EmbedInput(title, chunk.text)
 
 
 def _describe(exc: BaseException) -> str:
