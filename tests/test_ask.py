@@ -58,9 +58,7 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-async def ask(
-    workdir: Path, fake: FakeOpenAI, *args: str, key: str | None = FAKE_KEY
-) -> Ask:
+async def ask(workdir: Path, fake: FakeOpenAI, *args: str, key: str | None = FAKE_KEY) -> Ask:
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(workdir),

@@ -239,7 +239,8 @@ def write_report(
             figures["gate"][f"{corpus_name}/{split}"] = o
             lines.append(
                 f"| {corpus_name} | {split} | {o['answerable_shown_right']:.2f} | "
-                f"{o['false_declines']:.2f} | {o['unanswerable']:.2f} | {o['offtopic']:.2f} | {o['decline_precision']:.2f} |"
+                f"{o['false_declines']:.2f} | {o['unanswerable']:.2f} | {o['offtopic']:.2f} | "
+                f"{o['decline_precision']:.2f} |"
             )
     lines.append("")
     lines.append("Trade-off on test (both corpora) as S moves, the rest as shipped:")
