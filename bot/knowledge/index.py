@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.knowledge.chunking import Chunk, chunk_file, file_digest, source_files
-from bot.knowledge.embeddings import Embedder, PassageVectors, make_embedder
+from bot.knowledge.embeddings import Embedder, ModelFileError, PassageVectors, make_embedder
 from bot.knowledge.embeddings import Passage as EmbedInput
 from bot.knowledge.files import Entry, IndexFiles, Manifest
 from bot.knowledge.keywords import KeywordIndex
@@ -341,15 +341,24 @@ class Knowledge:
         for path, entry in manifest.files.items():
             try:
                 file_chunks = self._files.read_chunks(path, entry)
-                if entry.vectors and same_space and file_chunks:
-                    saved = self._files.read_vectors(path, entry)
-                    parts.append(([c.id for c in file_chunks], saved))
             except (OSError, ValueError, KeyError) as exc:
                 log.warning(
                     "index files of %s unreadable (%s); `bot ingest` rebuilds them", path, exc
                 )
                 continue
             chunks.update((chunk.id, chunk) for chunk in file_chunks)
+            if entry.vectors and same_space and file_chunks:
+                try:
+                    parts.append(
+                        ([c.id for c in file_chunks], self._files.read_vectors(path, entry))
+                    )
+                except (OSError, ValueError, KeyError) as exc:
+                    # Its passages stay findable by keyword. The file is derived data: without it
+                    # the next refresh embeds the document again (see IndexFiles.intact).
+                    log.warning(
+                        "vectors of %s unreadable (%s); `bot ingest` redoes them", path, exc
+                    )
+                    self._files.vectors_path(path, entry.sha256).unlink(missing_ok=True)
         keywords, name = self._keywords(list(chunks.values())) if chunks else (None, None)
         vectors = _vector_index(parts, len(chunks))
         return _Snapshot(chunks, keywords, vectors, stamp, name)
@@ -393,6 +402,9 @@ def _embed_input(chunk: Chunk) -> EmbedInput:
 
 
 def _describe(exc: BaseException) -> str:
-    """An error for the log without its message: endpoint errors may echo part of the API key."""
+    """An error for the log without its message: endpoint errors may echo part of the API key.
+    The local model's own errors hold none and say what to do, so they are kept."""
+    if isinstance(exc, ModelFileError):
+        return f"{type(exc).__name__}: {exc}"
     status = getattr(exc, "status_code", None)
     return f"{type(exc).__name__}" + (f" (HTTP {status})" if status else "")
