@@ -59,7 +59,7 @@ async def _wire(
         enabled.append(name)
 
     if settings.slack_enabled:
-        from adapters.slack import add_slack_routes, build_slack_app, run_socket_mode
+        from adapters.slack.app import add_slack_routes, build_slack_app, run_socket_mode
 
         slack_app = build_slack_app(settings, core)
         # Routes in both modes: in Socket Mode they carry only the OAuth install pages (events
@@ -70,11 +70,11 @@ async def _wire(
         else:
             enabled.append("slack (http)")
     if settings.discord_enabled:
-        from adapters.discord import run_discord
+        from adapters.discord.client import run_discord
 
         background("discord", run_discord(settings, core))
     if not enabled:
-        from adapters.web import add_web_routes
+        from adapters.web.routes import add_web_routes
 
         add_web_routes(app, settings, core)
         enabled.append("web")

@@ -10,10 +10,10 @@ answers spread over 10 channels (chat.postMessage 1/s each), 3,500-byte messages
 out at once and every answer then waits on chat.update. Discord-like: 10 channels, create and
 edit sharing 5 per 5 s per channel, 2,000 characters.
 
-Time is virtual (`bot.clock.VirtualClock`): the loop jumps to the next timer whenever every task
-waits, so a 20-minute saturated run takes seconds, and the timings depend only on the budgets
-and the simulated latencies. CPU is real: process time of the run, minus a baseline run of the
-same simulated model into a no-op stream, per 1,000 deltas.
+Time is virtual (`bot.streaming.clock.VirtualClock`): the loop jumps to the next timer whenever
+every task waits, so a 20-minute saturated run takes seconds, and the timings depend only on the
+budgets and the simulated latencies. CPU is real: process time of the run, minus a baseline run
+of the same simulated model into a no-op stream, per 1,000 deltas.
 
 The floor: the same budgets serving only the calls every answer must make (Discord: placeholder,
 first text, final text; Slack's chat.update: first text and final text) at the moment each
@@ -34,10 +34,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.budget import Budget, Priority
-from bot.clock import VirtualClock
-from bot.editor import AnswerStream, Editor
-from bot.mrkdwn import to_mrkdwn
+from adapters.slack.mrkdwn import to_mrkdwn
+from bot.streaming.budget import Budget, Priority
+from bot.streaming.clock import VirtualClock
+from bot.streaming.editor import AnswerStream, Editor
 from bot.surface import BudgetSpec, Final
 
 CHANNELS = 10

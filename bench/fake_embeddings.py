@@ -19,7 +19,7 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.fake_openai import FAKE_KEY, FakeOpenAI, serve
+from tests.fakes.openai import FAKE_KEY, FakeOpenAI, serve
 
 STATS_PATH = "/bench/stats"
 BENCH_DIMS = 384

@@ -14,10 +14,10 @@ from typing import Literal
 
 from bot.answer import Answerer, Turn
 from bot.citations import Source, sources_markdown
-from bot.editor import Editor
 from bot.errors import BotError
 from bot.settings import Settings
 from bot.store import Status, Store
+from bot.streaming.editor import Editor
 from bot.surface import Final, Surface
 
 log = logging.getLogger(__name__)

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 from bot.answer import Answerer
 from bot.conversation import Conversations
-from bot.editor import Editor
 from bot.keys import KeyAdmin
 from bot.knowledge import Knowledge
 from bot.settings import Settings
 from bot.store import Store
+from bot.streaming.editor import Editor
 from bot.vault import Vault, load_master_key
 
 

@@ -17,7 +17,7 @@ from bot.llm import LLM
 from bot.settings import Settings
 from bot.store import Store
 from bot.vault import Vault, load_master_key
-from tests.fake_openai import FAKE_KEY, FakeOpenAI
+from tests.fakes.openai import FAKE_KEY, FakeOpenAI
 
 WORKSPACE = "slack:T1"
 REFUNDS = (

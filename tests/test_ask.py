@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bot import prompts
-from tests.fake_openai import FAKE_KEY, FakeOpenAI
+from tests.fakes.openai import FAKE_KEY, FakeOpenAI
 
 RELAY = (
     "# The sensor relay\n\n"

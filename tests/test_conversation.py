@@ -11,13 +11,13 @@ from pydantic import SecretStr
 
 from bot.answer import Answerer
 from bot.conversation import Conversations
-from bot.editor import MARKER, PLACEHOLDER, Editor
 from bot.llm import LLM
 from bot.settings import Settings
 from bot.store import Store
+from bot.streaming.editor import MARKER, PLACEHOLDER, Editor
 from bot.vault import Vault, load_master_key
-from tests.editor_fakes import FakeSurface
-from tests.fake_openai import FAKE_KEY, FakeOpenAI
+from tests.fakes.openai import FAKE_KEY, FakeOpenAI
+from tests.fakes.surface import FakeSurface
 from tests.test_answer import FakeKnowledge, FakePassage
 
 THREAD = "slack:T1:C1:1700000000.000100"

@@ -15,8 +15,8 @@ import aiohttp
 import openai
 import pytest
 
-from tests.fake_openai import FAKE_KEY, FakeOpenAI, Reply, embed
-from tests.openai_spec import check_schema
+from tests.fakes.openai import FAKE_KEY, FakeOpenAI, Reply, embed
+from tests.fakes.openai_spec import check_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -198,7 +198,7 @@ async def test_spec_checker_catches_bad_responses_and_requests() -> None:
 
 async def test_runs_in_its_own_process() -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.fake_openai", "--port", "0", "--key", "sk-bench",
+        sys.executable, "-m", "tests.fakes.openai", "--port", "0", "--key", "sk-bench",
         cwd=ROOT, stdout=subprocess.PIPE,
     )  # fmt: skip
     try:

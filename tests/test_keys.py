@@ -14,7 +14,7 @@ from bot.keys import MAX_KEY_LENGTH, KeyAdmin
 from bot.settings import Settings
 from bot.store import Store
 from bot.vault import Vault, load_master_key
-from tests.fake_openai import FAKE_KEY, FakeOpenAI
+from tests.fakes.openai import FAKE_KEY, FakeOpenAI
 
 WORKSPACE = "slack:T1"
 GOOD_KEY = "sk-proj-Workspace1Key0000AbCd"

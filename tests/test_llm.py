@@ -18,7 +18,7 @@ from bot.errors import (
 )
 from bot.llm import LLM, Message, check_key
 from bot.settings import Settings
-from tests.fake_openai import FAKE_KEY, FakeOpenAI
+from tests.fakes.openai import FAKE_KEY, FakeOpenAI
 
 QUESTION: list[Message] = [{"role": "user", "content": "What is the refund window?"}]
 NO_RETRY_WAIT = (0.0, 0.0)

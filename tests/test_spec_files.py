@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.spec_files import SHARED_SPECS_DIR, SPECS_DIR
+from tests.fakes.spec_files import SHARED_SPECS_DIR, SPECS_DIR
 
 
 def test_vendored_specs_are_present() -> None:

@@ -26,7 +26,7 @@ from bench.e2e.common import (
     question_id,
 )
 from bench.e2e.procs import until_signalled
-from tests.fake_openai import FakeOpenAI, Reply
+from tests.fakes.openai import FakeOpenAI, Reply
 
 GENERIC = ("How", " do", " I", " deploy", " the", " bot?")
 

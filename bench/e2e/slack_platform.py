@@ -27,8 +27,8 @@ from aiohttp import web
 
 from bench.e2e.common import Conversation, question_text, shows_answer
 from bench.e2e.procs import until_signalled
-from bot.editor import MARKER
-from tests.fake_slack import SIGNING_SECRET, FakeSlack, Team, _arguments
+from bot.streaming.editor import MARKER
+from tests.fakes.slack import SIGNING_SECRET, FakeSlack, Team, _arguments
 
 TEAM = "T1"
 USER = "U0ASKER"

@@ -27,7 +27,7 @@ from bot.resources import bundled
 from bot.settings import Settings
 from bot.store import Store
 from bot.vault import Vault, load_master_key
-from tests.fake_openai import FAKE_KEY, FakeOpenAI, Reply
+from tests.fakes.openai import FAKE_KEY, FakeOpenAI, Reply
 
 HISTORY = [
     Turn("user", "How do I set the API key for our Slack workspace?"),

@@ -1,7 +1,9 @@
-"""What the bot knows: documents in KNOWLEDGE_DIR cut into passages, indexed under DATA_DIR/index
-for keyword and semantic search (see `index` for the whole, `search` for how passages are chosen).
+"""What the bot knows: documents in KNOWLEDGE_DIR cut into passages (`chunking`), kept on disk
+(`files`), refreshed incrementally (`refresh`), searched by keywords (`keywords`) and meaning
+(`embeddings`, `vectors`), ranked (`search`); `index.Knowledge` is the whole.
 """
 
-from bot.knowledge.index import INDEX_DIRNAME, Knowledge, Passage, RefreshReport, Retrieval
+from bot.knowledge.index import INDEX_DIRNAME, Knowledge, Passage, Retrieval
+from bot.knowledge.refresh import RefreshReport
 
 __all__ = ["INDEX_DIRNAME", "Knowledge", "Passage", "RefreshReport", "Retrieval"]

@@ -340,3 +340,12 @@ def _normalised(rows: Sequence[Sequence[float]] | Vectors) -> Vectors:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     normalised: Vectors = (matrix / np.clip(norms, 1e-12, None)).astype(np.float32)
     return normalised
+
+
+def describe(exc: BaseException) -> str:
+    """An error for the log without its message: endpoint errors may echo part of the API key.
+    The local model's own errors hold none and say what to do, so they are kept."""
+    if isinstance(exc, ModelFileError):
+        return f"{type(exc).__name__}: {exc}"
+    status = getattr(exc, "status_code", None)
+    return f"{type(exc).__name__}" + (f" (HTTP {status})" if status else "")

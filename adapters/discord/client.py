@@ -1,0 +1,389 @@
+"""The Discord adapter: /ask, @mentions and their threads become one core call each.
+
+`build_discord_client` makes the discord.py client; `run_discord` points it at DISCORD_API_URL and
+DISCORD_GATEWAY_URL, connects with a capped, jittered backoff (Discord resets a token after too
+many identifies), prints the invite URL and syncs slash commands only when they changed.
+No privileged intent is needed: Discord delivers the content of messages that mention the bot;
+DISCORD_MESSAGE_CONTENT adds that intent so follow-ups in its threads need no mention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import discord
+import yarl
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
+
+from adapters.discord.commands import (
+    build_tree,
+    sync_commands,
+    workspace_of,
+)
+from adapters.discord.surface import (
+    NO_MENTIONS,
+    FeedbackButton,
+    InteractionSurface,
+    MessageChannel,
+    MessageSurface,
+    rate_limit_trace,
+)
+from bot.errors import ConfigError
+from bot.facade import CoreView
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# The least the bot needs to read where it is asked, answer, and open a thread per question.
+INVITE_PERMISSIONS = discord.Permissions(
+    view_channel=True,
+    send_messages=True,
+    send_messages_in_threads=True,
+    create_public_threads=True,
+    read_message_history=True,
+).value
+INVITE_URL = "https://discord.com/oauth2/authorize"
+RESTART_BASE_SECONDS = 5.0  # first wait after a failed connection
+RESTART_CAP_SECONDS = 300.0  # longest wait between connection attempts
+STABLE_AFTER_SECONDS = 600.0  # a connection that lived this long resets the backoff
+SHUTDOWN_GRACE_SECONDS = 10.0  # how long answers in flight get to show "cancelled"
+THREAD_NAME_LIMIT = 100  # Discord's limit on thread names
+MESSAGE_MAP_PREFIX = "discord.thread_of:"  # store setting: message id -> conversation
+NO_QUESTION = "Ask me a question after the mention, for example: @me how do I reset my password?"
+EMPTY_ASK = "Type your question after /ask, for example: /ask how do I reset my password?"
+ANSWER_CRASHED = "Something went wrong while answering; the error was logged."
+ALREADY_ANSWERED = "This question was already answered."
+MESSAGE_CHANNELS = (
+    discord.TextChannel,
+    discord.Thread,
+    discord.VoiceChannel,
+    discord.PartialMessageable,
+)
+MODAL_SUBMIT = 5  # INTERACTION_CREATE type of a modal submit
+THREAD_TYPES = (
+    discord.ChannelType.public_thread,
+    discord.ChannelType.private_thread,
+    discord.ChannelType.news_thread,
+)
+
+
+def invite_url(application_id: int) -> str:
+    return (
+        f"{INVITE_URL}?client_id={application_id}"
+        f"&scope=bot+applications.commands&permissions={INVITE_PERMISSIONS}"
+    )
+
+
+class DiscordBot(discord.Client):
+    """A discord.py client that hands every question to the core."""
+
+    def __init__(self, settings: Settings, core: CoreView, **options: Any) -> None:
+        intents = discord.Intents.default()
+        # Privileged, so off unless asked for: Discord sends the content of mentions without it.
+        intents.message_content = settings.discord_message_content
+        super().__init__(
+            intents=intents,
+            allowed_mentions=NO_MENTIONS,
+            http_trace=rate_limit_trace(),
+            **options,
+        )
+        self.settings = settings
+        self.core = core
+        self.tree = build_tree(self)
+        self._answering: set[asyncio.Task[Any]] = set()
+
+    async def close(self) -> None:
+        """Stop answers in flight first (they show "cancelled"), then disconnect."""
+        current = asyncio.current_task()
+        tasks = [t for t in self._answering if not t.done() and t is not current]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_SECONDS)
+        await super().close()
+
+    async def setup_hook(self) -> None:
+        self.add_dynamic_items(FeedbackButton)
+        application_id = self.application_id
+        assert application_id is not None  # known after login
+        print(f"Invite the Discord bot: {invite_url(application_id)}", flush=True)
+        try:
+            await sync_commands(self.tree, self.core.store, self.settings, application_id)
+        except discord.HTTPException as error:
+            # Answering mentions still works; the hash stays old, so the next start retries.
+            log.error("syncing slash commands failed: HTTP %s, code %s", error.status, error.code)
+
+    # -- /ask ---------------------------------------------------------------------------------
+
+    async def ask(self, interaction: discord.Interaction[Any], question: str) -> None:
+        guild_id = interaction.guild_id
+        question = question.strip()
+        if guild_id is None or not question:
+            await interaction.response.send_message(EMPTY_ASK, ephemeral=True)
+            return
+        try:
+            await interaction.response.defer(thinking=True)
+        except discord.HTTPException as error:
+            log.warning("could not defer /ask %s: HTTP %s", interaction.id, error.status)
+            return
+        channel_id = interaction.channel_id or 0
+        in_thread = interaction.channel is not None and interaction.channel.type in THREAD_TYPES
+        thread_key = f"discord:{guild_id}:{channel_id}"
+        if not in_thread:
+            thread_key += f":{interaction.id}"
+        workspace = workspace_of(guild_id)
+        surface = InteractionSurface(
+            interaction, self.settings, self._remembering(workspace, thread_key)
+        )
+        await self._reply(
+            surface,
+            thread_key=thread_key,
+            workspace=workspace,
+            question=question,
+            author=str(interaction.user.id),
+            event_id=f"discord:interaction:{interaction.id}",
+            on_failure=lambda text: interaction.edit_original_response(content=text),
+        )
+
+    # -- mentions and follow-ups --------------------------------------------------------------
+
+    async def on_message(self, message: discord.Message) -> None:
+        if message.author.bot or message.guild is None or self.user is None:
+            return
+        guild_id = message.guild.id
+        workspace = workspace_of(guild_id)
+        route = await self._route(message, workspace)
+        if route is None:
+            return
+        thread_key, channel, reference = route
+        question = _strip_mentions(message.content, self.user.id)
+        if not question:
+            if self._mentioned(message):
+                await _quietly(message.reply(NO_QUESTION, allowed_mentions=NO_MENTIONS))
+            else:
+                log.debug("follow-up %s had no readable content", message.id)
+            return
+        remember = self._remembering(workspace, thread_key)
+        await remember(str(message.id))
+        surface = MessageSurface(channel, self.settings, remember, reference=reference)
+        await self._reply(
+            surface,
+            thread_key=thread_key,
+            workspace=workspace,
+            question=question,
+            author=str(message.author.id),
+            event_id=f"discord:message:{message.id}",
+            on_failure=lambda text: channel.send(text, allowed_mentions=NO_MENTIONS),
+        )
+
+    async def _route(
+        self, message: discord.Message, workspace: str
+    ) -> tuple[str, MessageChannel, discord.Message | None] | None:
+        """Which conversation a message belongs to, where to answer, and what to reply to."""
+        store = self.core.store
+        guild_id = message.guild.id if message.guild else 0
+        channel = message.channel
+        if not isinstance(channel, MESSAGE_CHANNELS):
+            return None  # e.g. a stage channel's chat: not a place the bot answers
+        channel_key = f"discord:{guild_id}:{channel.id}"
+        if await store.has_conversation(channel_key):
+            return channel_key, channel, message  # a thread the bot answers in
+        reference = message.reference
+        if reference is not None and reference.message_id is not None:
+            key = await store.get_setting(workspace, f"{MESSAGE_MAP_PREFIX}{reference.message_id}")
+            if key is not None:
+                return key, channel, message  # a reply to one of the bot's answers
+        if not self._mentioned(message):
+            return None
+        if isinstance(channel, discord.Thread):
+            return channel_key, channel, message
+        if self.settings.discord_thread_per_question and isinstance(channel, discord.TextChannel):
+            thread = await self._open_thread(message)
+            if thread is not None:
+                return f"discord:{guild_id}:{thread.id}", thread, None
+        return f"{channel_key}:{message.id}", channel, message
+
+    async def _open_thread(self, message: discord.Message) -> discord.Thread | None:
+        name = _strip_mentions(message.content, self.user.id if self.user else 0)
+        name = (name or "Question")[:THREAD_NAME_LIMIT]
+        try:
+            return await message.create_thread(name=name)
+        except discord.HTTPException as error:
+            # Missing Create Public Threads: answer in the channel instead.
+            log.warning("could not open a thread for %s: HTTP %s", message.id, error.status)
+            return None
+
+    def _mentioned(self, message: discord.Message) -> bool:
+        return self.user is not None and any(u.id == self.user.id for u in message.mentions)
+
+    def _remembering(self, workspace: str, thread_key: str) -> Callable[[str], Awaitable[None]]:
+        async def remember(message_id: str) -> None:
+            await self.core.store.set_setting(
+                workspace, f"{MESSAGE_MAP_PREFIX}{message_id}", thread_key
+            )
+
+        return remember
+
+    async def _reply(
+        self,
+        surface: InteractionSurface | MessageSurface,
+        *,
+        thread_key: str,
+        workspace: str,
+        question: str,
+        author: str,
+        event_id: str,
+        on_failure: Callable[[str], Awaitable[Any]],
+    ) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._answering.add(task)
+        try:
+            reply = await self.core.conversations.reply(
+                surface=surface,
+                thread_key=thread_key,
+                workspace=workspace,
+                question=question,
+                author=author,
+                event_id=event_id,
+            )
+        except Exception:
+            # The core leaves its own messages in an end state; this is the last resort.
+            log.exception("answering %s failed", event_id)
+            await _quietly(on_failure(ANSWER_CRASHED))
+            return
+        finally:
+            if task is not None:
+                self._answering.discard(task)
+        if reply is None and isinstance(surface, InteractionSurface):
+            await _quietly(on_failure(ALREADY_ANSWERED))
+
+    # -- feedback -----------------------------------------------------------------------------
+
+    async def on_feedback(
+        self, interaction: discord.Interaction[Any], answer_id: int, value: int
+    ) -> None:
+        stored = interaction.guild_id is not None and await self.core.store.set_feedback(
+            answer_id,
+            value,
+            user=str(interaction.user.id),
+            workspace=workspace_of(interaction.guild_id),
+        )
+        text = "Thanks for the feedback." if stored else "That answer can't take feedback."
+        await interaction.response.send_message(text, ephemeral=True)
+
+
+def _strip_mentions(content: str, user_id: int) -> str:
+    return re.sub(rf"<@!?{user_id}>", "", content).strip()
+
+
+async def _quietly(call: Awaitable[Any]) -> None:
+    try:
+        await call
+    except discord.HTTPException as error:
+        log.warning("Discord refused a message: HTTP %s", error.status)
+
+
+class ModalValueFilter(logging.Filter):
+    """Drops modal values from discord.py's gateway DEBUG dump of INTERACTION_CREATE."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(map(_is_modal_submit, record.args)):
+            record.args = tuple(_without_values(arg) for arg in record.args)
+        return True
+
+
+def _is_modal_submit(payload: object) -> bool:
+    if not isinstance(payload, dict) or payload.get("t") != "INTERACTION_CREATE":
+        return False
+    data = payload.get("d")
+    return isinstance(data, dict) and data.get("type") == MODAL_SUBMIT
+
+
+def _without_values(payload: object) -> object:
+    if not _is_modal_submit(payload):
+        return payload
+    assert isinstance(payload, dict)
+    return {**payload, "d": {**payload["d"], "data": "[modal values redacted]"}}
+
+
+def install_log_filter() -> None:
+    logger = logging.getLogger("discord.gateway")
+    if not any(isinstance(f, ModalValueFilter) for f in logger.filters):
+        logger.addFilter(ModalValueFilter())
+
+
+@contextmanager
+def discord_endpoints(settings: Settings) -> Iterator[None]:
+    """Point discord.py at DISCORD_API_URL and DISCORD_GATEWAY_URL while inside.
+
+    discord.py has no setting for either: REST URLs are built from `Route.BASE`, and a client
+    that is not sharded connects to `DiscordWebSocket.DEFAULT_GATEWAY` without asking /gateway/bot.
+    """
+    base, gateway = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
+    Route.BASE = settings.discord_api_url
+    DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
+    try:
+        yield
+    finally:
+        Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = base, gateway
+
+
+def build_discord_client(settings: Settings, core: CoreView, **options: Any) -> DiscordBot:
+    # The bot never joins voice: discord.py's warnings about missing voice libraries would only
+    # send operators looking for a problem that isn't there.
+    discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
+    return DiscordBot(settings, core, **options)
+
+
+def restart_delay(attempt: int, rng: random.Random | None = None) -> float:
+    """Seconds to wait before connection attempt `attempt` (1-based): doubling, capped, jittered."""
+    ceiling = min(RESTART_CAP_SECONDS, RESTART_BASE_SECONDS * 2.0 ** max(attempt - 1, 0))
+    return ceiling * (rng or random).uniform(0.5, 1.0)
+
+
+async def run_discord(
+    settings: Settings,
+    core: CoreView,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    **options: Any,
+) -> None:
+    """Run the Discord bot until cancelled; reconnect with backoff, never in a tight loop."""
+    if settings.discord_token is None:
+        raise ConfigError("DISCORD_TOKEN is not set.")
+    token = settings.discord_token.get_secret_value()
+    install_log_filter()
+    loop = asyncio.get_running_loop()
+    attempt = 0
+    with discord_endpoints(settings):
+        while True:
+            client = build_discord_client(settings, core, **options)
+            started = loop.time()
+            try:
+                async with client:
+                    await client.start(token, reconnect=True)
+                return
+            except discord.LoginFailure:
+                raise ConfigError("Discord rejected DISCORD_TOKEN.") from None
+            except discord.PrivilegedIntentsRequired:
+                raise ConfigError("Discord refused the bot's intents.") from None
+            except Exception as error:
+                if loop.time() - started > STABLE_AFTER_SECONDS:
+                    attempt = 0
+                attempt += 1
+                delay = restart_delay(attempt)
+                log.warning(
+                    "Discord connection failed (%s); retrying in %.0fs",
+                    type(error).__name__,
+                    delay,
+                    exc_info=True,
+                )
+            await sleep(delay)

@@ -1,0 +1,207 @@
+"""The Slack adapter's entry points: build the slack-bolt app, serve it over HTTP or Socket Mode.
+
+One bot token (SLACK_BOT_TOKEN) or OAuth installs for many workspaces (SLACK_CLIENT_ID and
+SLACK_CLIENT_SECRET, installations kept in the bot's database). Over HTTP, events, commands and
+interactivity arrive at POST /slack/events on the bot's one aiohttp server; with SLACK_APP_TOKEN
+they arrive over Socket Mode instead. `adapters/slack_listeners.py` says what each one becomes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.install import SlackInstallationStore, SlackStateStore
+from adapters.slack.listeners import Background, Listeners
+from adapters.slack.mrkdwn import to_mrkdwn
+from bot.errors import ConfigError
+from bot.facade import CoreView
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Bot scopes the manifest asks for; the OAuth install requests exactly these.
+BOT_SCOPES = (
+    "app_mentions:read",
+    "channels:history",
+    "groups:history",
+    "im:history",
+    "mpim:history",
+    "chat:write",
+    "commands",
+    "users:read",
+)
+INSTALL_PATH = "/slack/install"
+REDIRECT_PATH = "/slack/oauth_redirect"
+EVENTS_PATH = "/slack/events"
+
+
+class _QuietDebug(logging.Filter):
+    """Drops DEBUG records: slack-bolt and slack_sdk log whole payloads there, and a /setkey
+    payload holds an API key, an oauth.v2.access response a bot token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.DEBUG
+
+
+def sdk_logger() -> logging.Logger:
+    """The logger slack-bolt and slack_sdk get (bolt copies its filters to the loggers it makes)."""
+    logger = logging.getLogger("adapters.slack.sdk")
+    if not any(isinstance(f, _QuietDebug) for f in logger.filters):
+        logger.addFilter(_QuietDebug())
+    return logger
+
+
+@dataclass(frozen=True)
+class _Served:
+    tasks: Background  # drained on shutdown by add_slack_routes / run_socket_mode
+    verifies_requests: bool  # False only for Socket Mode without a signing secret
+    session: aiohttp.ClientSession  # the Web API client's connections, closed after the drain
+
+    async def close(self) -> None:
+        await self.tasks.drain()
+        await self.session.close()
+
+
+_SERVED: weakref.WeakKeyDictionary[AsyncApp, _Served] = weakref.WeakKeyDictionary()
+
+
+def background(slack_app: AsyncApp) -> Background:
+    """The answers and commands `slack_app` has in flight."""
+    return _SERVED[slack_app].tasks
+
+
+def build_slack_app(settings: Settings, core: CoreView) -> AsyncApp:
+    """The bolt app with every listener registered; serve it with `add_slack_routes` (HTTP)
+    or `run_socket_mode`."""
+    _check(settings)
+    logger = sdk_logger()
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    # One session for every Web API call: without it slack_sdk opens (and, on Slack, TLS
+    # handshakes) a new connection per chat.update. The bench measured that as the bot's
+    # largest Slack cost after the model stream.
+    session = aiohttp.ClientSession()
+    # Only connection errors are retried: a retried 429 would hide from the editor's budget.
+    client = AsyncWebClient(
+        token=None if settings.slack_client_id else token,
+        base_url=settings.slack_api_url,
+        logger=logger,
+        retry_handlers=[AsyncConnectionErrorRetryHandler()],
+        session=session,
+    )
+    signing_secret = (
+        settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
+    )
+    oauth_settings = None
+    installations = None
+    if settings.slack_client_id and settings.slack_client_secret:
+        installations = SlackInstallationStore(core.store, logger)
+        oauth_settings = AsyncOAuthSettings(
+            client_id=settings.slack_client_id,
+            client_secret=settings.slack_client_secret.get_secret_value(),
+            scopes=list(BOT_SCOPES),
+            user_scopes=[],
+            installation_store=installations,
+            installation_store_bot_only=True,
+            state_store=SlackStateStore(core.store, logger),
+            install_path=INSTALL_PATH,
+            redirect_uri_path=REDIRECT_PATH,
+            logger=logger,
+        )
+    verifies_requests = bool(signing_secret) or settings.slack_app_token is None
+    app = AsyncApp(
+        name="answerbot",
+        client=client,
+        signing_secret=signing_secret,
+        oauth_settings=oauth_settings,
+        installation_store_bot_only=True if oauth_settings else None,
+        logger=logger,
+        process_before_response=True,
+        # Socket Mode needs no signing secret (Slack is the other end of the socket).
+        request_verification_enabled=verifies_requests,
+    )
+    tasks = Background()
+    _SERVED[app] = _Served(tasks, verifies_requests, session)
+    Listeners(core, tasks, installations, to_mrkdwn).register(app)
+    return app
+
+
+def _check(settings: Settings) -> None:
+    # Caught at start: otherwise bolt would refuse every request (or fail on the first one).
+    if settings.slack_client_id and settings.slack_client_secret is None:
+        raise ConfigError("SLACK_CLIENT_ID is set without SLACK_CLIENT_SECRET.")
+    if not (settings.slack_bot_token or settings.slack_client_id):
+        raise ConfigError("Slack needs SLACK_BOT_TOKEN, or SLACK_CLIENT_ID and SECRET.")
+    if settings.slack_app_token is None and settings.slack_signing_secret is None:
+        raise ConfigError(
+            "Slack over HTTP needs SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN for Socket Mode)."
+        )
+
+
+# -- serving --------------------------------------------------------------------------------------
+
+
+def add_slack_routes(web_app: web.Application, slack_app: AsyncApp) -> None:
+    """POST /slack/events (events, commands, interactivity), plus the OAuth install routes when
+    OAuth is configured; answers in flight are drained when the server shuts down.
+
+    With Socket Mode and OAuth, call this too: installs still arrive over HTTP."""
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        return await to_aiohttp_response(
+            await slack_app.async_dispatch(await to_bolt_request(request))
+        )
+
+    if _SERVED[slack_app].verifies_requests:
+        web_app.router.add_post(EVENTS_PATH, events)
+    else:
+        # Unsigned requests would be trusted: with Socket Mode and no signing secret, only
+        # the install routes are served over HTTP.
+        log.info("no SLACK_SIGNING_SECRET: POST %s is not served (Socket Mode)", EVENTS_PATH)
+    flow = slack_app.oauth_flow
+    if flow is not None:
+
+        async def install(request: web.Request) -> web.StreamResponse:
+            return await to_aiohttp_response(
+                await flow.handle_installation(await to_bolt_request(request))
+            )
+
+        async def redirect(request: web.Request) -> web.StreamResponse:
+            return await to_aiohttp_response(
+                await flow.handle_callback(await to_bolt_request(request))
+            )
+
+        web_app.router.add_get(flow.install_path, install)
+        web_app.router.add_get(flow.redirect_uri_path, redirect)
+
+    async def drain(_: web.Application) -> None:
+        await _SERVED[slack_app].close()
+
+    web_app.on_shutdown.append(drain)
+
+
+async def run_socket_mode(settings: Settings, slack_app: AsyncApp) -> None:
+    """Receive events over Socket Mode until cancelled (needs SLACK_APP_TOKEN)."""
+    if settings.slack_app_token is None:
+        raise ValueError("Socket Mode needs SLACK_APP_TOKEN")
+    handler = AsyncSocketModeHandler(
+        slack_app, settings.slack_app_token.get_secret_value(), logger=sdk_logger()
+    )
+    try:
+        await handler.connect_async()  # type: ignore[no-untyped-call]
+        log.info("Slack connected over Socket Mode")
+        await asyncio.Event().wait()  # serve until cancelled
+    finally:
+        await handler.close_async()  # type: ignore[no-untyped-call]
+        await _SERVED[slack_app].close()

@@ -1,0 +1,281 @@
+"""Shared platform rate budgets: who may call the platform next, and when.
+
+One `Budget` per key (Slack's workspace-wide chat.update, a channel's chat.postMessage, a Discord
+channel's create/edit), shared by every answer that names the key. A sliding-window log
+guarantees that no window of `window` seconds ever carries more than `rate` calls: that is the
+platform's limit, and nothing goes past it. Within it, the writes a user waits for and the
+writes that only show progress are treated differently:
+
+- placeholders, first visible text and final text go out as soon as the window has room, so
+  twenty questions at once in one Slack workspace all show text within a round trip or two
+  instead of queueing behind an even pace (the benchmark's floor is exactly this);
+- interim edits are spread evenly by a token bucket holding `BURST` calls (Slack's 50 a minute:
+  one every 1.2 s), pay for the urgent writes' share too, and leave room in every window for
+  the final texts still owed: one per answer in progress on the budget (`owe`/`settle`), and
+  never less than `RESERVE_SHARE` of the window.
+
+Waiters are served by rank, evaluated at the moment a call is granted (so an answer whose final
+text arrived while it queued is promoted): placeholders first, then first visible text and final
+writes, then interim edits, the one that has waited longest since its last visible update first.
+A 429 pauses the whole budget for its Retry-After. Each budget runs one dispatcher task while
+anyone waits; callers are the answers' own tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import math
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from bot.streaming.clock import Clock
+from bot.surface import BudgetSpec
+
+log = logging.getLogger(__name__)
+
+# Interim edits that may go out back to back before the even spacing applies.
+BURST = 2
+# The least share of a window interim edits leave free for first and final texts.
+RESERVE_SHARE = 0.2
+# Calls in flight at once: interim edits stop at the burst (more would only queue at the
+# platform); writes a user is waiting for may overlap further, so twenty first texts are not
+# serialised behind each other's round trips.
+URGENT_IN_FLIGHT = 8
+# Seconds within which a sent request has reached the platform (see `_Call`).
+ARRIVAL_BOUND = 1.0
+# How far urgent writes may run the interim bucket into debt, in calls: past a window's worth,
+# the debt would outlast the window that made it.
+MAX_DEBT_WINDOWS = 1
+# Float slack when comparing refilled tokens against one whole call.
+EPSILON = 1e-9
+
+
+class Priority(IntEnum):
+    """Classes of writes, most urgent first."""
+
+    PLACEHOLDER = 0  # the answer's first post: the user sees the question was taken
+    URGENT = 1  # an answer's first visible text, and its final writes
+    INTERIM = 2  # everything in between; fewer of these is fine
+
+
+# (priority, since): lower sorts first; `since` orders within a class (oldest first).
+Rank = tuple[Priority, float]
+
+
+@dataclass(eq=False)
+class _Call:
+    """A granted call's place in the window: it counts from when its response came back
+    (infinity while in flight). The platform counts a call when the request reaches it, which
+    is before the response returns; counting from the grant instead would let jitter in the
+    requests' travel time put two calls closer together at the platform than the window. A
+    response held longer than `ARRIVAL_BOUND` is the client library's doing (discord.py sleeps
+    out an exhausted bucket before it returns), not the request's travel: the platform counted
+    the call well before, so it counts from the grant plus that bound."""
+
+    granted: float
+    at: float = math.inf
+    unused: bool = False
+
+    def not_made(self) -> None:
+        """The holder found nothing to send after all: the slot goes back to the budget."""
+        self.unused = True
+
+
+@dataclass(eq=False)
+class _Waiter:
+    rank: Callable[[], Rank]
+    seq: int
+    future: asyncio.Future[None] = field(repr=False)
+    call: _Call | None = None
+
+
+class Budget:
+    """At most `spec.rate` calls per `spec.window` seconds, granted by rank, shared by key."""
+
+    def __init__(self, spec: BudgetSpec, clock: Clock) -> None:
+        self.spec = spec
+        self.burst = max(1, min(spec.rate, BURST))
+        self.max_in_flight = max(self.burst, URGENT_IN_FLIGHT)
+        self._clock = clock
+        self._interval = spec.window / spec.rate
+        self._min_reserve = math.ceil(spec.rate * RESERVE_SHARE)
+        self._owed = 0  # answers in progress that will make a final write here
+        self._tokens = float(self.burst)
+        self._refilled_at: float | None = None
+        self._recent: list[_Call] = []  # calls in flight or in the last window
+        self._paused_until = -math.inf
+        self._waiters: list[_Waiter] = []
+        self._seq = itertools.count()
+        self._in_flight = 0
+        # Set whenever the dispatcher might now grant someone: an arrival, a call finished, a
+        # rank that may have risen.
+        self._changed = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self.granted = 0
+        self.rate_limited = 0
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    @asynccontextmanager
+    async def slot(self, rank: Callable[[], Rank]) -> AsyncIterator[_Call]:
+        """Wait for a grant (by `rank`, re-read at grant time), then hold it for one call; call
+        `not_made()` on what it yields if no call was made (it then costs nothing)."""
+        call = await self._acquire(rank)
+        try:
+            yield call
+        finally:
+            self._done(call)
+
+    def owe(self) -> None:
+        """An answer started that will make one final write on this budget."""
+        self._owed += 1
+
+    def settle(self) -> None:
+        """That answer ended (its final write made or abandoned)."""
+        self._owed = max(0, self._owed - 1)
+        self._changed.set()
+
+    @property
+    def _interim_cap(self) -> int:
+        """Calls a window may hold before interim edits must wait: the rest is kept for the
+        finals owed (once many answers are in progress, interim edits stop)."""
+        return max(1, self.spec.rate - max(self._min_reserve, self._owed))
+
+    def reconsider(self) -> None:
+        """A waiter's rank may have risen (its answer ended): look at the queue again now
+        rather than when the next interim edit would have been allowed."""
+        self._changed.set()
+
+    def pause(self, seconds: float) -> None:
+        """A 429 said Retry-After: nobody sharing this budget calls before it has passed."""
+        self.rate_limited += 1
+        until = self._clock.monotonic() + max(0.0, seconds)
+        if until > self._paused_until:
+            self._paused_until = until
+            log.info("budget %s paused for %.1fs", self.spec.key, seconds)
+
+    def _done(self, call: _Call) -> None:
+        call.at = min(self._clock.monotonic(), call.granted + ARRIVAL_BOUND)
+        if call.unused and call in self._recent:
+            self._recent.remove(call)
+            self._tokens = min(float(self.burst), self._tokens + 1.0)
+            self.granted -= 1
+        self._in_flight -= 1
+        self._changed.set()
+
+    async def _acquire(self, rank: Callable[[], Rank]) -> _Call:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter = _Waiter(rank, next(self._seq), future)
+        self._waiters.append(waiter)
+        self._changed.set()
+        if self._dispatcher is None:
+            self._dispatcher = asyncio.create_task(self._dispatch(), name=f"budget {self.spec.key}")
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                # Granted just as the caller was cancelled: hand the slot back.
+                assert waiter.call is not None
+                self._done(waiter.call)
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise
+        assert waiter.call is not None
+        return waiter.call
+
+    async def _dispatch(self) -> None:
+        try:
+            while self._waiters:
+                now = self._clock.monotonic()
+                waiter, ready = self._next(now)
+                if waiter is None:
+                    # Nobody may go yet: sleep until someone may, or until something changes
+                    # (a newcomer may be urgent and allowed at once).
+                    self._changed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(None if math.isinf(ready) else ready - now):
+                            await self._changed.wait()
+                    continue
+                self._waiters.remove(waiter)
+                if waiter.future.done():
+                    continue
+                waiter.call = self._spend(now)
+                self._in_flight += 1
+                waiter.future.set_result(None)
+        finally:
+            self._dispatcher = None
+
+    def _next(self, now: float) -> tuple[_Waiter | None, float]:
+        """The best-ranked waiter allowed to call now, or None and when the first one will be
+        (infinity: when a call in flight returns)."""
+        if self._in_flight >= self.max_in_flight:
+            return None, math.inf
+        self._refill(now)
+        # The window's calls, sorted, once per decision (each class reads them).
+        in_window = sorted(c.at for c in self._recent if c.at > now - self.spec.window)
+        ready = {cls: self._ready_at(now, cls, in_window) for cls in Priority}
+        if self._in_flight >= self.burst:
+            ready[Priority.INTERIM] = math.inf  # until a call in flight returns
+        best: tuple[Rank, int] | None = None
+        chosen: _Waiter | None = None
+        soonest = math.inf
+        for waiter in self._waiters:
+            rank = waiter.rank()
+            if ready[rank[0]] > now:
+                soonest = min(soonest, ready[rank[0]])
+                continue
+            if best is None or (rank, waiter.seq) < best:
+                best, chosen = (rank, waiter.seq), waiter
+        if chosen is not None:
+            return chosen, now
+        return None, soonest
+
+    def _refill(self, now: float) -> None:
+        if self._refilled_at is not None:
+            gained = (now - self._refilled_at) / self._interval
+            self._tokens = min(float(self.burst), self._tokens + gained)
+        self._refilled_at = now
+
+    def _ready_at(self, now: float, priority: Priority, in_window: list[float]) -> float:
+        ready = max(now, self._paused_until)
+        cap = self._interim_cap if priority is Priority.INTERIM else self.spec.rate
+        if priority is not Priority.URGENT and self._tokens < 1.0 - EPSILON:
+            ready = max(ready, now + (1.0 - self._tokens) * self._interval)
+        if len(in_window) >= cap:
+            # Enough of the calls in the window must leave it to get under this class's cap.
+            ready = max(ready, in_window[len(in_window) - cap] + self.spec.window)
+        return ready
+
+    def _spend(self, now: float) -> _Call:
+        self._tokens = max(-self.spec.rate * MAX_DEBT_WINDOWS, self._tokens - 1.0)
+        call = _Call(granted=now)
+        self._recent = [c for c in self._recent if c.at > now - self.spec.window]
+        self._recent.append(call)
+        self.granted += 1
+        return call
+
+
+class Budgets:
+    """The registry: one shared `Budget` per key, created on first use."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._budgets: dict[str, Budget] = {}
+
+    def get(self, spec: BudgetSpec) -> Budget:
+        budget = self._budgets.get(spec.key)
+        if budget is None:
+            budget = self._budgets[spec.key] = Budget(spec, self._clock)
+        elif budget.spec != spec:
+            log.debug("budget %s already exists as %s; ignoring %s", spec.key, budget.spec, spec)
+        return budget
+
+    def all(self) -> list[Budget]:
+        return list(self._budgets.values())

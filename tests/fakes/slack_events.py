@@ -1,0 +1,212 @@
+"""Slack calling the bot, for the fake Slack: signed Events API, slash-command and interactivity
+requests over HTTP (X-Slack-Signature v0, X-Slack-Retry-Num for redeliveries), and the same
+payloads over Socket Mode. A mixin of `tests.fakes.slack.FakeSlack`, whose state it reads."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+import aiohttp
+
+if TYPE_CHECKING:
+    from tests.fakes.slack import Message, Team
+
+APP_ID = "A0FAKEAPP"
+
+
+class SlackSender:
+    """Builds what Slack sends and sends it to `bot_url` (HTTP) or down the open socket."""
+
+    teams: dict[str, Team]
+    channels: dict[str, str]
+    channel_types: dict[str, str]
+    bot_url: str
+    url: str
+    signing_secret: str
+    _ids: Any
+    _session: aiohttp.ClientSession | None
+    _sockets: list[Any]
+
+    def user_says(
+        self,
+        team_id: str,
+        channel: str,
+        user: str,
+        text: str,
+        *,
+        thread_ts: str | None = None,
+        channel_type: str = "channel",
+    ) -> Message:
+        """Record a person's message (FakeSlack keeps the messages)."""
+        raise NotImplementedError
+
+    def events_for(self, team_id: str, message: Message) -> list[dict[str, Any]]:
+        """The events Slack sends for a message: `message`, plus `app_mention` when it mentions
+        the bot outside a DM (the two have different event ids)."""
+        team = self.teams[team_id]
+        channel_type = self.channel_types.get(message.channel, "channel")
+        base = {
+            "user": message.user,
+            "text": message.text,
+            "ts": message.ts,
+            "channel": message.channel,
+            "event_ts": message.ts,
+            "team": team_id,
+        }
+        if message.thread_ts:
+            base["thread_ts"] = message.thread_ts
+        events = [{"type": "message", "channel_type": channel_type, **base}]
+        if f"<@{team.bot_user_id}>" in message.text and channel_type != "im":
+            events.insert(0, {"type": "app_mention", **base})
+        return [self.envelope(team_id, event) for event in events]
+
+    def envelope(self, team_id: str, event: dict[str, Any]) -> dict[str, Any]:
+        team = self.teams[team_id]
+        return {
+            "token": "legacy-verification-token",
+            "team_id": team_id,
+            "enterprise_id": team.enterprise_id,
+            "api_app_id": APP_ID,
+            "event": event,
+            "type": "event_callback",
+            "event_id": f"Ev{next(self._ids):08d}",
+            "event_time": int(time.time()),
+            "authorizations": [
+                {
+                    "enterprise_id": team.enterprise_id,
+                    "team_id": team_id,
+                    "user_id": team.bot_user_id,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
+            "is_ext_shared_channel": False,
+        }
+
+    async def deliver(
+        self, envelope: dict[str, Any], *, retry_num: int | None = None
+    ) -> aiohttp.ClientResponse:
+        headers = {"Content-Type": "application/json"}
+        if retry_num is not None:
+            headers["X-Slack-Retry-Num"] = str(retry_num)
+            headers["X-Slack-Retry-Reason"] = "http_timeout"
+        return await self._send(json.dumps(envelope), headers)
+
+    async def say(self, team_id: str, channel: str, user: str, text: str, **kw: Any) -> Message:
+        """A person writes; every event Slack would send for it is delivered to the bot."""
+        message = self.user_says(team_id, channel, user, text, **kw)
+        for envelope in self.events_for(team_id, message):
+            response = await self.deliver(envelope)
+            assert response.status == 200, await response.text()
+        return message
+
+    async def command(
+        self, team_id: str, user: str, text: str, *, channel: str = "C0CMD", name: str = "/setkey"
+    ) -> aiohttp.ClientResponse:
+        """A person runs a slash command; the bot's HTTP response is the ack."""
+        form = self.command_payload(team_id, user, text, channel=channel, name=name)
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        return await self._send(urlencode(form), headers)
+
+    async def click(
+        self, team_id: str, message: Message, action_id: str, user: str
+    ) -> aiohttp.ClientResponse:
+        """A person clicks a button the bot put on `message` (it must really be there)."""
+        value = message.buttons[action_id]
+        team = self.teams[team_id]
+        payload = {
+            "type": "block_actions",
+            "team": {"id": team_id, "domain": team_id.lower()},
+            "enterprise": {"id": team.enterprise_id} if team.enterprise_id else None,
+            "user": {"id": user, "team_id": team_id},
+            "api_app_id": APP_ID,
+            "token": "legacy-verification-token",
+            "container": {
+                "type": "message",
+                "message_ts": message.ts,
+                "channel_id": message.channel,
+                "is_ephemeral": False,
+            },
+            "trigger_id": f"{next(self._ids)}.trigger",
+            "channel": {"id": message.channel},
+            "message": message.to_json(),
+            "response_url": f"{self.url}/response/{next(self._ids)}",
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "block_id": "answer_feedback",
+                    "value": value,
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+        body = urlencode({"payload": json.dumps(payload)})
+        return await self._send(body, {"Content-Type": "application/x-www-form-urlencoded"})
+
+    async def _send(self, body: str, headers: dict[str, str]) -> aiohttp.ClientResponse:
+        assert self._session is not None and self.bot_url
+        timestamp = str(int(time.time()))
+        signature = hmac.new(
+            self.signing_secret.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256
+        ).hexdigest()
+        signed = {
+            **headers,
+            "X-Slack-Request-Timestamp": timestamp,
+            "X-Slack-Signature": f"v0={signature}",
+        }
+        response = await self._session.post(
+            f"{self.bot_url}/slack/events", data=body.encode(), headers=signed
+        )
+        await response.read()
+        return response
+
+    async def push(self, payload: dict[str, Any], kind: str = "events_api") -> str:
+        """Send a payload (`events_api`, `slash_commands`, `interactive`) over the open Socket
+        Mode connection; returns the envelope id its ack must carry."""
+        envelope_id = f"env-{next(self._ids)}"
+        await self._sockets[-1].send_json(
+            {
+                "envelope_id": envelope_id,
+                "type": kind,
+                "payload": payload,
+                "accepts_response_payload": kind != "events_api",
+                "retry_attempt": 0,
+                "retry_reason": "",
+            }
+        )
+        return envelope_id
+
+    def command_payload(
+        self, team_id: str, user: str, text: str, *, channel: str = "C0CMD", name: str = "/setkey"
+    ) -> dict[str, str]:
+        """A slash command as Slack sends it (a form over HTTP, a JSON object over a socket)."""
+        team = self.teams[team_id]
+        self.channels.setdefault(channel, team_id)
+        form = {
+            "token": "legacy-verification-token",
+            "team_id": team_id,
+            "team_domain": team_id.lower(),
+            "channel_id": channel,
+            "channel_name": "general",
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": name,
+            "text": text,
+            "api_app_id": APP_ID,
+            "is_enterprise_install": "false",
+            "response_url": f"{self.url}/response/{next(self._ids)}",
+            "trigger_id": f"{next(self._ids)}.trigger",
+        }
+        if team.enterprise_id:
+            form["enterprise_id"] = team.enterprise_id
+        return form
+
+    @property
+    def socket_connected(self) -> bool:
+        return any(not ws.closed for ws in self._sockets)

@@ -1,0 +1,120 @@
+"""SlackSurface against the fake Web API: thread posts and edits, feedback blocks, and every
+refusal surfacing as the bot's error (429s with their Retry-After, never retried in hiding)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.listeners import strip_mention
+from adapters.slack.surface import MAX_MESSAGE_BYTES, SECTION_TEXT_LIMIT, SlackSurface
+from bot.errors import PlatformError, PlatformRateLimited
+from bot.settings import Settings
+from bot.surface import Final
+from tests.fakes.slack import FakeSlack
+
+CHANNEL = "C0GENERAL"
+
+
+@pytest.fixture
+async def fake_slack() -> AsyncIterator[FakeSlack]:
+    fake = FakeSlack(update_limit=(2, 60.0), post_limit=(2, 60.0))
+    fake.add_team("T1")
+    await fake.start()
+    yield fake
+    await fake.close()
+    assert fake.violations == [], f"the surface's traffic broke the spec: {fake.violations}"
+
+
+@pytest.fixture
+async def surface(fake_slack: FakeSlack) -> SlackSurface:
+    parent = fake_slack.user_says("T1", CHANNEL, "UALICE", "a question")
+    client = AsyncWebClient(
+        token=fake_slack.teams["T1"].token,
+        base_url=fake_slack.api_url,
+        retry_handlers=[AsyncConnectionErrorRetryHandler()],
+    )
+    settings = Settings(_env_file=None, slack_update_rate=7, slack_post_rate=3)
+    return SlackSurface(
+        client, settings, team="T1", channel=CHANNEL, thread_ts=parent.ts, render=str.upper
+    )
+
+
+async def test_posts_into_the_thread_and_edits_in_place(
+    fake_slack: FakeSlack, surface: SlackSurface
+) -> None:
+    ts = await surface.post("thinking")
+    await surface.edit(ts, "the answer")
+    parent = next(m for m in fake_slack.messages.values() if m.user == "UALICE")
+    [_, answer] = fake_slack.thread(CHANNEL, parent.ts)
+    assert answer.ts == ts and answer.thread_ts == parent.ts
+    assert answer.history == ["thinking", "the answer"]
+    assert answer.blocks is None and answer.buttons == {}
+
+
+async def test_the_final_write_carries_the_text_and_feedback_buttons(
+    fake_slack: FakeSlack, surface: SlackSurface
+) -> None:
+    long_text = "\n".join(f"line {n} " + "x" * 60 for n in range(50))  # > one section
+    assert len(long_text) > SECTION_TEXT_LIMIT
+    ts = await surface.post("thinking")
+    await surface.edit(ts, long_text, final=Final(42))
+    message = fake_slack.messages[(CHANNEL, ts)]
+    assert message.text == long_text  # the fallback text stays
+    assert message.buttons == {"feedback_up": "42", "feedback_down": "42"}
+    sections = [b["text"]["text"] for b in message.blocks or [] if b["type"] == "section"]
+    assert len(sections) == 2 and all(len(s) <= SECTION_TEXT_LIMIT for s in sections)
+    assert "\n".join(sections) == long_text
+
+
+async def test_a_failed_answer_gets_no_buttons(
+    fake_slack: FakeSlack, surface: SlackSurface
+) -> None:
+    ts = await surface.post("partial ⚠️ failed", final=Final(None))
+    assert fake_slack.messages[(CHANNEL, ts)].buttons == {}
+
+
+async def test_429_becomes_platform_rate_limited_with_retry_after_and_no_hidden_retry(
+    fake_slack: FakeSlack, surface: SlackSurface
+) -> None:
+    ts = await surface.post("one")
+    await surface.edit(ts, "two")
+    await surface.edit(ts, "three")
+    with pytest.raises(PlatformRateLimited) as limited:
+        await surface.edit(ts, "four")
+    assert limited.value.retry_after > 1
+    assert fake_slack.count("chat.update") == 3  # the SDK did not quietly retry
+    await surface.post("five")
+    with pytest.raises(PlatformRateLimited):
+        await surface.post("six")
+    assert fake_slack.count("chat.postMessage") == 3
+
+
+async def test_other_refusals_become_platform_errors_without_the_token(
+    fake_slack: FakeSlack, surface: SlackSurface
+) -> None:
+    ts = await surface.post("short")
+    with pytest.raises(PlatformError) as too_long:
+        await surface.edit(ts, "x" * (fake_slack.max_text + 1))
+    assert not isinstance(too_long.value, PlatformRateLimited)
+    assert "msg_too_long" in str(too_long.value)
+    assert fake_slack.teams["T1"].token not in str(too_long.value)
+
+
+def test_budgets_measure_and_render(surface: SlackSurface) -> None:
+    assert surface.edit_budget.key == "slack:T1:chat.update"  # shared by the workspace
+    assert (surface.edit_budget.rate, surface.post_budget.rate) == (7, 3)
+    assert surface.post_budget.key == f"slack:T1:{CHANNEL}:chat.postMessage"  # per channel
+    assert surface.measure("é") == 2  # bytes, as Slack counts
+    assert surface.max_size == MAX_MESSAGE_BYTES < 4000
+    assert surface.render("*hi*") == "*HI*"
+
+
+def test_strip_mention_removes_only_the_bot() -> None:
+    assert strip_mention("<@UBOT> how about <@UBOB>?", "UBOT") == "how about <@UBOB>?"
+    assert strip_mention("<@UBOT|answerbot>   why\n```a &lt; b```", "UBOT") == "why\n```a < b```"
+    assert strip_mention("ask <@UBOT> now", "UBOT") == "ask now"
+    assert strip_mention(" <@UBOT> ", "UBOT") == ""

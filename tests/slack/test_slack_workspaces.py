@@ -1,0 +1,165 @@
+"""Many workspaces: the OAuth install flow into our database, keys, answers and history kept
+apart per workspace, and an uninstall deleting that workspace's key and tokens."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bot.settings import Settings
+from tests.fakes.openai import FakeOpenAI
+from tests.fakes.slack import FakeSlack
+from tests.slack.slack_rig import Bot, oauth_settings, running_bot
+
+KEYS = {"T1": "sk-team-one-key-aaaa1111", "T2": "sk-team-two-key-bbbb2222"}
+VACATION = "How many vacation days do employees get?"
+STATE_COOKIE = "slack-app-oauth-state"
+
+
+@pytest.fixture
+async def fake_slack() -> AsyncIterator[FakeSlack]:
+    fake = FakeSlack()
+    fake.add_team("T1", admins=("UADMIN1",))
+    fake.add_team("T2", enterprise_id="E1", admins=("UADMIN2",))
+    await fake.start()
+    yield fake
+    await fake.close()
+    assert fake.violations == [], f"the bot's Slack traffic broke the spec: {fake.violations}"
+
+
+@pytest.fixture
+async def bot(
+    fake_settings: Settings, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+) -> AsyncIterator[Bot]:
+    fake_openai.keys = set(KEYS.values())
+    async with running_bot(oauth_settings(fake_settings, fake_slack), fake_slack) as running:
+        yield running
+
+
+async def install(fake: FakeSlack, bot: Bot, team: str) -> None:
+    """Walk the browser through /slack/install and back to /slack/oauth_redirect."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as browser:
+        async with browser.get(f"{bot.url}/slack/install") as page:
+            assert page.status == 200
+            html = await page.text()
+            cookie = page.cookies[STATE_COOKIE].value
+        match = re.search(r"state=([A-Za-z0-9_\-]+)", html)
+        assert match is not None and match.group(1) == cookie
+        async with browser.get(
+            f"{bot.url}/slack/oauth_redirect",
+            params={"code": fake.install_code(team), "state": cookie},
+            headers={"Cookie": f"{STATE_COOKIE}={cookie}"},
+        ) as done:
+            assert done.status == 200, await done.text()
+
+
+def workspace(fake: FakeSlack, team: str) -> str:
+    enterprise = fake.teams[team].enterprise_id
+    return f"slack:{enterprise}:{team}" if enterprise else f"slack:{team}"
+
+
+async def ask(fake: FakeSlack, bot: Bot, team: str, channel: str) -> str:
+    asked = await fake.say(team, channel, "UASKER", f"<@{fake.teams[team].bot_user_id}> {VACATION}")
+    await bot.idle()
+    await fake.wait_for(lambda: any(m.buttons for m in fake.bot_messages(channel, asked.ts)))
+    return asked.ts
+
+
+async def test_two_workspaces_install_set_keys_and_stay_apart(
+    fake_slack: FakeSlack,
+    fake_openai: FakeOpenAI,
+    bot: Bot,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    for team in ("T1", "T2"):
+        await install(fake_slack, bot, team)
+    store = bot.core.store
+    assert await store.get_slack_installation("slack:T1") is not None
+    assert await store.get_slack_installation("slack:E1:T2") is not None  # Enterprise Grid
+    database = Path(bot.settings.database_path)
+    for file in database.parent.glob(database.name + "*"):
+        raw = file.read_bytes()
+        assert not any(t.token.encode() in raw for t in fake_slack.teams.values())
+    assert not any(t.token in caplog.text for t in fake_slack.teams.values())
+
+    for team, admin in (("T1", "UADMIN1"), ("T2", "UADMIN2")):
+        await fake_slack.command(team, admin, KEYS[team])
+        await bot.idle()
+    assert await store.get_api_key("slack:T1") == KEYS["T1"]
+    assert await store.get_api_key("slack:E1:T2") == KEYS["T2"]
+
+    fake_openai.reply("Team one: 25 days [1].")
+    one = await ask(fake_slack, bot, "T1", "C1")
+    fake_openai.reply("Team two: 25 days [1].")
+    two = await ask(fake_slack, bot, "T2", "C2")
+
+    # Each answer went to its own workspace with its own token (the fake refuses a channel of
+    # another workspace), and each was paid for with its own workspace's key.
+    assert "Team one" in fake_slack.bot_messages("C1", one)[0].text
+    assert "Team two" in fake_slack.bot_messages("C2", two)[0].text
+    streamed = [r.api_key for r in fake_openai.chat_requests if r.body.get("stream")]
+    assert streamed == [KEYS["T1"], KEYS["T2"]]
+    posts = {(c.team, c.args["channel"]) for c in fake_slack.calls if c.method.startswith("chat.")}
+    assert posts == {("T1", "C1"), ("T2", "C2")}
+    # History is per workspace: a thread key of one team is not another's.
+    assert await store.has_conversation(f"slack:T1:C1:{one}")
+    assert not await store.has_conversation(f"slack:T2:C1:{one}")
+    assert KEYS["T1"] not in caplog.text and KEYS["T2"] not in caplog.text
+
+    # A vote from another workspace cannot land on this workspace's answer.
+    [answer] = fake_slack.bot_messages("C1", one)
+    assert (await fake_slack.click("T2", answer, "feedback_up", "UEVE")).status == 200
+    await bot.idle()
+    stored = await store.get_message(int(answer.buttons["feedback_up"]))
+    assert stored is not None and stored.feedback is None
+    assert "no longer stored" in fake_slack.responses[-1]["text"]
+
+
+async def test_uninstall_deletes_that_workspace_key_and_tokens_only(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, bot: Bot
+) -> None:
+    for team, admin in (("T1", "UADMIN1"), ("T2", "UADMIN2")):
+        await install(fake_slack, bot, team)
+        await fake_slack.command(team, admin, KEYS[team])
+        await bot.idle()
+
+    uninstalled = fake_slack.envelope("T1", {"type": "app_uninstalled", "event_ts": "1.2"})
+    assert (await fake_slack.deliver(uninstalled)).status == 200
+    await bot.idle()
+
+    store = bot.core.store
+    assert await store.get_api_key("slack:T1") is None
+    assert await store.get_slack_installation("slack:T1") is None
+    assert await store.get_api_key("slack:E1:T2") == KEYS["T2"]
+    assert await store.get_slack_installation("slack:E1:T2") is not None
+
+    # The uninstalled workspace gets no answer (no token); the other still does.
+    posts = fake_slack.count("chat.postMessage")
+    await fake_slack.say(
+        "T1", "C1", "UASKER", f"<@{fake_slack.teams['T1'].bot_user_id}> {VACATION}"
+    )
+    await bot.idle()
+    assert fake_slack.count("chat.postMessage") == posts
+    fake_openai.reply("Still here [1].")
+    two = await ask(fake_slack, bot, "T2", "C2")
+    assert "Still here" in fake_slack.bot_messages("C2", two)[0].text
+
+
+async def test_revoked_bot_tokens_forget_the_workspace(fake_slack: FakeSlack, bot: Bot) -> None:
+    await install(fake_slack, bot, "T1")
+    await fake_slack.command("T1", "UADMIN1", KEYS["T1"])
+    await bot.idle()
+    revoked = fake_slack.envelope(
+        "T1",
+        {"type": "tokens_revoked", "tokens": {"oauth": [], "bot": ["UBOTT1"]}, "event_ts": "1.3"},
+    )
+    assert (await fake_slack.deliver(revoked)).status == 200
+    await bot.idle()
+    assert await bot.core.store.get_api_key("slack:T1") is None
+    assert await bot.core.store.get_slack_installation("slack:T1") is None
