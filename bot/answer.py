@@ -64,6 +64,35 @@ class Retriever(Protocol):
     async def retrieve(self, query: str, *, api_key: str | None, top_k: int) -> Retrieval: ...
 
 
+class Answer:
+    """One answer as it is written: `async for delta in answer` streams its text, and once that
+    ends `answer.sources` are the sources the text cites (as simonw/llm's AsyncResponse)."""
+
+    def __init__(self, items: AsyncIterator[str | list[Source]]) -> None:
+        self._items = items
+        self._text: list[str] = []
+        self._sources: list[Source] | None = None
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        async for item in self._items:
+            if isinstance(item, str):
+                self._text.append(item)
+                yield item
+            else:
+                self._sources = item
+
+    @property
+    def text(self) -> str:
+        """What has been written so far (all of it, once the iteration ended)."""
+        return "".join(self._text)
+
+    @property
+    def sources(self) -> list[Source]:
+        if self._sources is None:
+            raise RuntimeError("an answer's sources are known once its text has been read")
+        return self._sources
+
+
 class Answerer:
     """Turns a question (with its thread's history) into streamed text plus numbered sources."""
 
@@ -80,11 +109,15 @@ class Answerer:
         if self._own_llm:
             await self._llm.close()
 
-    async def answer(
+    def answer(self, question: str, history: Sequence[Turn], workspace: str) -> Answer:
+        """The answer to `question`, written as it is read; reading it raises BotError
+        subclasses."""
+        return Answer(self._items(question, history, workspace))
+
+    async def _items(
         self, question: str, history: Sequence[Turn], workspace: str
     ) -> AsyncIterator[str | list[Source]]:
-        """Yield text deltas, then exactly one list of the sources the text cites; raises
-        BotError subclasses."""
+        """Text deltas, then exactly one list of the sources the text cites."""
         question = question.strip()
         if not question:
             raise InputError("Ask me a question, for example: how do refunds work?")

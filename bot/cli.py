@@ -161,7 +161,6 @@ async def _ask(settings: Settings, question: str, history: list[Turn], thread: s
     store = await _open_store(settings)
     knowledge = Knowledge(settings)
     sources: list[Source] = []
-    text: list[str] = []
     thread_key = f"cli:{thread}" if thread else None
     try:
         await knowledge.refresh()
@@ -169,19 +168,17 @@ async def _ask(settings: Settings, question: str, history: list[Turn], thread: s
             stored = await store.thread_messages(thread_key, limit=settings.history_turns)
             history = [Turn(role=m.role, text=m.text) for m in stored if m.text]
         answerer = Answerer(settings, knowledge, store)
-        async for item in answerer.answer(question, history, CLI_WORKSPACE):
-            if isinstance(item, str):
-                text.append(item)
-                sys.stdout.write(item)
-                sys.stdout.flush()
-            else:
-                sources = item
+        answer = answerer.answer(question, history, CLI_WORKSPACE)
+        async for delta in answer:
+            sys.stdout.write(delta)
+            sys.stdout.flush()
+        sources = answer.sources
         if thread_key is not None:
             await store.record_exchange(
                 thread_key=thread_key,
                 workspace=CLI_WORKSPACE,
                 question=question,
-                answer="".join(text),
+                answer=answer.text,
                 sources=sources,
                 status="done",
             )

@@ -84,11 +84,10 @@ class Conversations:
         warning: str | None = None
         try:
             history = await self._history(thread_key)
-            async for item in self._answerer.answer(question, history, workspace):
-                if isinstance(item, str):
-                    stream.push(item)
-                else:
-                    sources = item
+            answer = self._answerer.answer(question, history, workspace)
+            async for delta in answer:
+                stream.push(delta)
+            sources = answer.sources
         except BotError as error:
             log.warning("answer failed in %s: %s", workspace, error.detail)
             status, warning = "failed", error.user_message

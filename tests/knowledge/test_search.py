@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -32,7 +29,6 @@ from bot.knowledge.search import (
 )
 from bot.knowledge.vectors import DenseResult, VectorIndex
 from bot.settings import Settings
-from tests.conftest import LOOPBACK
 
 # -- the user story: a small team folder, the real local model, no key -------------------------
 
@@ -91,21 +87,6 @@ def write_docs(root: Path, docs: dict[str, str]) -> None:
         (root / name).write_text(text, encoding="utf-8")
 
 
-@contextmanager
-def loopback_only() -> Iterator[None]:
-    """conftest's network guard, for a fixture wider than one test (which it does not cover)."""
-    connect = socket.socket.connect
-
-    def guarded(self: socket.socket, address: Any) -> Any:
-        if self.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in LOOPBACK:
-            raise AssertionError(f"a test tried to reach {address[0]}")
-        return connect(self, address)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(socket.socket, "connect", guarded)
-        yield
-
-
 @pytest.fixture(scope="module")
 def team_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The team folder, indexed once for this module."""
@@ -119,8 +100,7 @@ def team_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         finally:
             await knowledge.close()
 
-    with loopback_only():
-        report = asyncio.run(ingest())
+    report = asyncio.run(ingest())
     assert report.dense and report.note is None and len(report.added) == len(TEAM_DOCS)
     yield root
     shutil.rmtree(root, ignore_errors=True)
