@@ -23,8 +23,9 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetr
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.install import SlackInstallationStore, SlackStateStore
-from adapters.slack.listeners import Background, Listeners
+from adapters.slack.listeners import SHUTDOWN_GRACE_SECONDS, Listeners
 from adapters.slack.mrkdwn import to_mrkdwn
+from bot.background import Background
 from bot.errors import ConfigError
 from bot.facade import CoreView
 from bot.settings import Settings
@@ -70,7 +71,7 @@ class _Served:
     session: aiohttp.ClientSession  # the Web API client's connections, closed after the drain
 
     async def close(self) -> None:
-        await self.tasks.drain()
+        await self.tasks.drain(SHUTDOWN_GRACE_SECONDS)
         await self.session.close()
 
 
@@ -131,7 +132,7 @@ def build_slack_app(settings: Settings, core: CoreView) -> AsyncApp:
         # Socket Mode needs no signing secret (Slack is the other end of the socket).
         request_verification_enabled=verifies_requests,
     )
-    tasks = Background()
+    tasks = Background("Slack")
     _SERVED[app] = _Served(tasks, verifies_requests, session)
     Listeners(core, tasks, installations, to_mrkdwn).register(app)
     return app

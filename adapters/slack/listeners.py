@@ -13,10 +13,9 @@ still leaves a visible "cancelled" state), and the ack goes out as soon as the t
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt.app.async_app import AsyncApp
@@ -34,6 +33,7 @@ from adapters.slack.surface import (
     call_slack,
     unescape,
 )
+from bot.background import Background
 from bot.errors import BotError
 from bot.facade import CoreView
 
@@ -45,36 +45,6 @@ ANSWERED_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
 EMPTY_MENTION_HINT = "Ask me a question after the mention, e.g. “@bot how do I reset my password?”"
 FEEDBACK_THANKS = "Thanks for the feedback."
 FEEDBACK_GONE = "That answer is no longer stored, so the feedback could not be saved."
-
-
-class Background:
-    """The answers and commands in flight, so shutdown can wait for them."""
-
-    def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.create_task(work, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and (error := task.exception()) is not None:
-            log.error("Slack task %s failed", task.get_name(), exc_info=error)
-
-    async def drain(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
-        if not self._tasks:
-            return
-        _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-
-    async def idle(self) -> None:
-        """Wait until nothing is in flight (tests; a graceful stop)."""
-        while self._tasks:
-            await asyncio.gather(*set(self._tasks), return_exceptions=True)
 
 
 class Listeners:

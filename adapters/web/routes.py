@@ -26,6 +26,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from adapters.web.markdown import render_answer
 from adapters.web.surface import SocketChannel, WebSurface
+from bot.background import Background
 from bot.errors import BotError, InputError, InvalidApiKey
 from bot.facade import CoreView
 from bot.settings import Settings
@@ -70,7 +71,7 @@ class WebChat:
     settings: Settings
     core: CoreView
     sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
-    answers: set[asyncio.Task[None]] = field(default_factory=set)
+    answers: Background = field(default_factory=lambda: Background("web chat"))
     answering: set[str] = field(default_factory=set)  # thread keys with an answer in flight
 
 
@@ -232,9 +233,9 @@ async def _on_frame(chat: WebChat, channel: SocketChannel, session: str, data: s
         return
     chat.answering.add(key)
     # The answer runs apart from the socket's read loop so a closed page cannot cut it short.
-    task = asyncio.create_task(_answer(chat, channel, session, conversation, key, text.strip()))
-    chat.answers.add(task)
-    task.add_done_callback(chat.answers.discard)
+    chat.answers.spawn(
+        _answer(chat, channel, session, conversation, key, text.strip()), name=f"answer {key}"
+    )
 
 
 def _question_problem(text: object) -> str | None:
@@ -289,13 +290,7 @@ async def _close_sockets(app: web.Application) -> None:
 
 
 async def _finish_answers(app: web.Application) -> None:
-    answers = list(app[WEB_CHAT].answers)
-    if not answers:
-        return
-    _, pending = await asyncio.wait(answers, timeout=SHUTDOWN_GRACE_SECONDS)
-    for task in pending:
-        task.cancel()  # the core stores a cancelled answer as such
-    await asyncio.gather(*pending, return_exceptions=True)
+    await app[WEB_CHAT].answers.drain(SHUTDOWN_GRACE_SECONDS)
 
 
 # -- the JSON API -------------------------------------------------------------------------------

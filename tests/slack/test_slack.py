@@ -219,6 +219,9 @@ async def test_a_follow_up_posted_while_the_first_answer_streams_is_answered(
     fake_openai.reply("Request vacation in the HR portal [1].")
     asked = await fake_slack.say("T1", CHANNEL, USER, mention(fake_slack, VACATION))
     await fake_slack.wait_for(lambda: len(fake_slack.bot_messages(CHANNEL, asked.ts)) == 1)
+    # The first answer is streaming (its model call took the first, stalled reply) before the
+    # follow-up is asked: retrieval takes a few milliseconds, so the placeholder comes sooner.
+    await fake_slack.wait_for(lambda: len(streamed(fake_openai)) == 1)
     await fake_slack.say("T1", CHANNEL, USER, "And how do I request vacation?", thread_ts=asked.ts)
     await fake_slack.wait_for(lambda: len(streamed(fake_openai)) == 2)
     fake_openai.release()
