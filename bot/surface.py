@@ -9,7 +9,7 @@ per workspace, chat.postMessage per channel; Discord's create/edit per channel).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 
 @dataclass(frozen=True)
@@ -69,3 +69,42 @@ class Surface(Protocol):
     async def edit(self, message_id: str, text: str, *, final: Final | None = None) -> None:
         """Replace the text of a message this answer posted."""
         ...
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a platform allows one answer: message size (counted in `unit`), the budgets its
+    writes spend, and whether it shows by itself that an answer is coming."""
+
+    max_size: int
+    edit_budget: BudgetSpec
+    post_budget: BudgetSpec
+    unit: Literal["characters", "utf-8 bytes"] = "characters"
+    shows_waiting: bool = False
+
+
+class LimitedSurface:
+    """The `Surface` properties from one `Limits` value, written once for every adapter; a
+    subclass supplies `render`, `post` and `edit`."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+
+    @property
+    def max_size(self) -> int:
+        return self.limits.max_size
+
+    @property
+    def shows_waiting(self) -> bool:
+        return self.limits.shows_waiting
+
+    @property
+    def edit_budget(self) -> BudgetSpec:
+        return self.limits.edit_budget
+
+    @property
+    def post_budget(self) -> BudgetSpec:
+        return self.limits.post_budget
+
+    def measure(self, text: str) -> int:
+        return len(text.encode("utf-8")) if self.limits.unit == "utf-8 bytes" else len(text)

@@ -20,7 +20,7 @@ import discord
 
 from bot.errors import PlatformError, PlatformRateLimited
 from bot.settings import Settings
-from bot.surface import BudgetSpec, Final
+from bot.surface import BudgetSpec, Final, LimitedSurface, Limits
 
 log = logging.getLogger(__name__)
 
@@ -138,36 +138,22 @@ def feedback_view(final: Final | None) -> discord.ui.View | None:
     return view
 
 
-class _DiscordSurface:
+class _DiscordSurface(LimitedSurface):
     """What both surfaces share: Discord's limits and the per-channel budget."""
+
+    shows_waiting_for_itself = False  # see InteractionSurface
 
     def __init__(self, settings: Settings, channel_id: int, remember: Remember) -> None:
         # Creates and edits share one per-channel limit, so both name the same budget.
-        self._budget = BudgetSpec(
+        budget = BudgetSpec(
             f"discord:channel:{channel_id}",
             settings.discord_edit_rate,
             settings.discord_edit_window,
         )
+        super().__init__(
+            Limits(MESSAGE_LIMIT, budget, budget, shows_waiting=self.shows_waiting_for_itself)
+        )
         self._remember = remember
-
-    @property
-    def max_size(self) -> int:
-        return MESSAGE_LIMIT
-
-    @property
-    def shows_waiting(self) -> bool:
-        return False
-
-    @property
-    def edit_budget(self) -> BudgetSpec:
-        return self._budget
-
-    @property
-    def post_budget(self) -> BudgetSpec:
-        return self._budget
-
-    def measure(self, text: str) -> int:
-        return len(text)
 
     def render(self, markdown: str) -> str:
         return markdown  # Discord renders markdown itself
@@ -183,11 +169,9 @@ class InteractionSurface(_DiscordSurface):
         self._interaction = interaction
         self._original_id: str | None = None
 
-    @property
-    def shows_waiting(self) -> bool:
-        # The deferred response already reads "<bot> is thinking…"; a placeholder edit would
-        # only spend one of the channel's five writes per five seconds.
-        return True
+    # The deferred response already reads "<bot> is thinking…"; a placeholder edit would only
+    # spend one of the channel's five writes per five seconds.
+    shows_waiting_for_itself = True
 
     async def post(self, text: str, *, final: Final | None = None) -> str:
         view = feedback_view(final)

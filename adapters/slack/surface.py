@@ -17,7 +17,7 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.errors import PlatformError, PlatformRateLimited
 from bot.settings import Settings
-from bot.surface import BudgetSpec, Final
+from bot.surface import BudgetSpec, Final, LimitedSurface, Limits
 
 # Slack refuses chat.update past ~4,000 characters (msg_too_long); bytes are the safe measure.
 MAX_MESSAGE_BYTES = 3500
@@ -116,7 +116,7 @@ async def call_slack(method: str, call: Awaitable[AsyncSlackResponse]) -> AsyncS
         raise PlatformError(f"{method} failed: {type(error).__name__}") from None
 
 
-class SlackSurface:
+class SlackSurface(LimitedSurface):
     """One answer in one Slack thread, posted and edited with the workspace's bot token."""
 
     def __init__(
@@ -134,33 +134,22 @@ class SlackSurface:
         self._thread_ts = thread_ts
         self._render = render
         # chat.update is limited per workspace, chat.postMessage per channel: name them so.
-        self._edit_budget = BudgetSpec(
-            f"slack:{team}:chat.update", settings.slack_update_rate, settings.slack_update_window
+        super().__init__(
+            Limits(
+                max_size=MAX_MESSAGE_BYTES,
+                edit_budget=BudgetSpec(
+                    f"slack:{team}:chat.update",
+                    settings.slack_update_rate,
+                    settings.slack_update_window,
+                ),
+                post_budget=BudgetSpec(
+                    f"slack:{team}:{channel}:chat.postMessage",
+                    settings.slack_post_rate,
+                    settings.slack_post_window,
+                ),
+                unit="utf-8 bytes",  # as Slack counts
+            )
         )
-        self._post_budget = BudgetSpec(
-            f"slack:{team}:{channel}:chat.postMessage",
-            settings.slack_post_rate,
-            settings.slack_post_window,
-        )
-
-    @property
-    def max_size(self) -> int:
-        return MAX_MESSAGE_BYTES
-
-    @property
-    def shows_waiting(self) -> bool:
-        return False
-
-    @property
-    def edit_budget(self) -> BudgetSpec:
-        return self._edit_budget
-
-    @property
-    def post_budget(self) -> BudgetSpec:
-        return self._post_budget
-
-    def measure(self, text: str) -> int:
-        return len(text.encode("utf-8"))
 
     def render(self, markdown: str) -> str:
         return self._render(markdown)

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from adapters.web.markdown import render_answer
 from bot.streaming.editor import MARKER
-from bot.surface import BudgetSpec, Final
+from bot.surface import BudgetSpec, Final, LimitedSurface, Limits
 
 log = logging.getLogger(__name__)
 
@@ -52,37 +52,23 @@ class SocketChannel:
             log.debug("web chat socket closed while sending; the answer continues unseen")
 
 
-class WebSurface:
+class WebSurface(LimitedSurface):
     """Where one answer appears in the browser: frames tagged with the conversation they're for."""
 
     def __init__(self, channel: SocketChannel, conversation: str) -> None:
         self._channel = channel
         self._conversation = conversation
-        self._edit_budget = BudgetSpec(
-            f"web:edit:{channel.tag}", EDITS_PER_WINDOW, BUDGET_WINDOW_SECONDS
+        super().__init__(
+            Limits(
+                max_size=MAX_MESSAGE_CHARS,
+                edit_budget=BudgetSpec(
+                    f"web:edit:{channel.tag}", EDITS_PER_WINDOW, BUDGET_WINDOW_SECONDS
+                ),
+                post_budget=BudgetSpec(
+                    f"web:post:{channel.tag}", POSTS_PER_WINDOW, BUDGET_WINDOW_SECONDS
+                ),
+            )
         )
-        self._post_budget = BudgetSpec(
-            f"web:post:{channel.tag}", POSTS_PER_WINDOW, BUDGET_WINDOW_SECONDS
-        )
-
-    @property
-    def max_size(self) -> int:
-        return MAX_MESSAGE_CHARS
-
-    @property
-    def shows_waiting(self) -> bool:
-        return False
-
-    @property
-    def edit_budget(self) -> BudgetSpec:
-        return self._edit_budget
-
-    @property
-    def post_budget(self) -> BudgetSpec:
-        return self._post_budget
-
-    def measure(self, text: str) -> int:
-        return len(text)
 
     def render(self, markdown: str) -> str:
         # The markdown goes to the page as is (web_markdown makes safe HTML of it per frame),
