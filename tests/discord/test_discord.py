@@ -5,46 +5,19 @@ MESSAGE_CREATE) and checks what a person in the server would see."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from bot.settings import Settings
 from tests.discord.discord_rig import (
-    EDIT_RATE,
-    EDIT_WINDOW,
     RunningBot,
     Server,
-    add_servers,
     discord_settings,
     running_bot,
 )
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.openai import FAKE_KEY, FakeOpenAI
-
-
-@pytest.fixture
-async def fake(request: pytest.FixtureRequest) -> AsyncIterator[FakeDiscord]:
-    rate, window, advertise = getattr(request, "param", (EDIT_RATE, EDIT_WINDOW, True))
-    fake = FakeDiscord(budget_rate=rate, budget_window=window, advertise_budget=advertise)
-    await fake.start()
-    yield fake
-    await fake.close()
-    assert fake.violations == [], "the bot's requests broke Discord's API spec or rules"
-
-
-@pytest.fixture
-def servers(fake: FakeDiscord) -> list[Server]:
-    return add_servers(fake)
-
-
-@pytest.fixture
-async def bot(
-    fake: FakeDiscord, servers: list[Server], fake_settings: Settings
-) -> AsyncIterator[RunningBot]:
-    async with running_bot(discord_settings(fake_settings, fake), fake) as running:
-        yield running
 
 
 def buttons(message: dict[str, Any]) -> list[str]:

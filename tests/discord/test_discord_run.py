@@ -7,7 +7,6 @@ import asyncio
 import logging
 import random
 import socket
-from collections.abc import AsyncIterator
 
 import discord
 import pytest
@@ -25,7 +24,7 @@ from adapters.discord.client import (
 from bot.core import Core
 from bot.errors import ConfigError
 from bot.settings import Settings
-from tests.discord.discord_rig import Server, add_servers, discord_settings, running_bot
+from tests.discord.discord_rig import Server, discord_settings, running_bot
 from tests.fakes.discord import FakeDiscord
 
 PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)  # members, presences, message content
@@ -34,20 +33,6 @@ GUILDS, GUILD_MESSAGES = 1 << 0, 1 << 9
 
 class Stop(Exception):
     """Ends run_discord from inside the injected sleep."""
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    fake = FakeDiscord()
-    await fake.start()
-    yield fake
-    await fake.close()
-    assert fake.violations == [], "the bot's requests broke Discord's API spec or rules"
-
-
-@pytest.fixture
-def servers(fake: FakeDiscord) -> list[Server]:
-    return add_servers(fake)
 
 
 async def test_commands_sync_at_start_only_when_the_command_set_changed(

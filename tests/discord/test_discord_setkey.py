@@ -4,40 +4,16 @@ endpoint, sealed at rest, confirmed privately with the last 4 characters, never 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from adapters.discord.commands import EMPTY_KEY, NOT_ADMIN
-from bot.settings import Settings
-from tests.discord.discord_rig import RunningBot, Server, add_servers, discord_settings, running_bot
+from tests.discord.discord_rig import RunningBot, Server
 from tests.fakes.discord import EPHEMERAL, MANAGE_GUILD, FakeDiscord, Interaction
 from tests.fakes.openai import FAKE_KEY, FakeOpenAI
 
 WRONG_KEY = "sk-wrong-key-not-accepted-9999"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    fake = FakeDiscord()
-    await fake.start()
-    yield fake
-    await fake.close()
-    assert fake.violations == [], "the bot's requests broke Discord's API spec or rules"
-
-
-@pytest.fixture
-def servers(fake: FakeDiscord) -> list[Server]:
-    return add_servers(fake)
-
-
-@pytest.fixture
-async def bot(
-    fake: FakeDiscord, servers: list[Server], fake_settings: Settings
-) -> AsyncIterator[RunningBot]:
-    async with running_bot(discord_settings(fake_settings, fake), fake) as running:
-        yield running
 
 
 async def private_reply(fake: FakeDiscord, interaction: Interaction) -> str:

@@ -6,36 +6,19 @@ Mentions, thread follow-ups, DMs, what is ignored, redelivery dedupe across proc
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from bot.settings import Settings
-from tests.fakes.openai import FAKE_KEY, FakeOpenAI, Recorded
+from tests.fakes.openai import FakeOpenAI, Recorded
 from tests.fakes.slack import FakeSlack
-from tests.slack.slack_rig import Bot, running_bot, slack_settings
+from tests.slack.slack_rig import Bot, running_bot
 
 USER = "UALICE"
 CHANNEL = "C0GENERAL"
 VACATION = "How many vacation days do employees get?"  # the sample knowledge answers it
 
 
-@pytest.fixture
-async def fake_slack() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack()
+def setup_slack(fake: FakeSlack) -> None:
     fake.add_team("T1", admins=("UADMIN",))
     fake.add_user("T1", USER)
-    await fake.start()
-    yield fake
-    await fake.close()
-    assert fake.violations == [], f"the bot's Slack traffic broke the spec: {fake.violations}"
-
-
-@pytest.fixture
-async def bot(fake_settings: Settings, fake_slack: FakeSlack) -> AsyncIterator[Bot]:
-    async with running_bot(slack_settings(fake_settings, fake_slack), fake_slack) as running:
-        await running.core.store.set_api_key("slack:T1", FAKE_KEY, set_by="UADMIN")
-        yield running
 
 
 def streamed(fake: FakeOpenAI) -> list[Recorded]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
@@ -22,14 +21,8 @@ KEY = "sk-socket-mode-key-5e5e"
 VACATION = "How many vacation days do employees get?"
 
 
-@pytest.fixture
-async def fake_slack() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack()
+def setup_slack(fake: FakeSlack) -> None:
     fake.add_team("T1", admins=("UADMIN",))
-    await fake.start()
-    yield fake
-    await fake.close()
-    assert fake.violations == [], f"the bot's Slack traffic broke the spec: {fake.violations}"
 
 
 async def test_socket_mode_answers_mentions_and_setkey_without_logging_the_key(

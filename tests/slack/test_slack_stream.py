@@ -3,8 +3,6 @@ model failure mid-stream, and a workspace's chat.update budget exhausted (429 + 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from bot.settings import Settings
@@ -16,23 +14,8 @@ CHANNEL = "C0GENERAL"
 VACATION = "How many vacation days do employees get?"
 
 
-@pytest.fixture
-async def fake_slack(request: pytest.FixtureRequest) -> AsyncIterator[FakeSlack]:
-    limits = getattr(request, "param", {})
-    fake = FakeSlack(**limits)
+def setup_slack(fake: FakeSlack) -> None:
     fake.add_team("T1")
-    await fake.start()
-    yield fake
-    await fake.close()
-    assert fake.violations == [], f"the bot's Slack traffic broke the spec: {fake.violations}"
-    assert fake.early_calls == [], "the bot called again before Retry-After ran out"
-
-
-@pytest.fixture
-async def bot(fake_settings: Settings, fake_slack: FakeSlack) -> AsyncIterator[Bot]:
-    async with running_bot(slack_settings(fake_settings, fake_slack), fake_slack) as running:
-        await running.core.store.set_api_key("slack:T1", FAKE_KEY, set_by="UADMIN")
-        yield running
 
 
 async def ask(fake: FakeSlack, bot: Bot, channel: str = CHANNEL) -> str:

@@ -3,8 +3,6 @@ refusal surfacing as the bot's error (429s with their Retry-After, never retried
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
@@ -19,14 +17,11 @@ from tests.fakes.slack import FakeSlack
 CHANNEL = "C0GENERAL"
 
 
-@pytest.fixture
-async def fake_slack() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack(update_limit=(2, 60.0), post_limit=(2, 60.0))
+SLACK_LIMITS = {"update_limit": (2, 60.0), "post_limit": (2, 60.0)}
+
+
+def setup_slack(fake: FakeSlack) -> None:
     fake.add_team("T1")
-    await fake.start()
-    yield fake
-    await fake.close()
-    assert fake.violations == [], f"the surface's traffic broke the spec: {fake.violations}"
 
 
 @pytest.fixture
