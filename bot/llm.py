@@ -10,17 +10,17 @@ key an endpoint echoes back cannot leak into logs or chat.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import TypeVar
 
 import openai
 from openai.types.chat import ChatCompletionMessageParam
 
 from bot.errors import InvalidApiKey, ModelError, ModelTimeout, ModelUnavailable, RateLimited
+from bot.retry_after import retry_after
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ def typed_error(error: openai.OpenAIError, model: str | None) -> ModelError:
         return InvalidApiKey(f"the endpoint rejected the API key ({what})")
     if isinstance(error, openai.RateLimitError):
         return RateLimited(
-            f"rate limited ({what})", retry_after=_retry_after(error.response.headers)
+            f"rate limited ({what})", retry_after=retry_after(error.response.headers)
         )
     if isinstance(error, openai.NotFoundError) or (
         isinstance(error, openai.APIStatusError) and "model" in (error.code or "")
@@ -228,20 +228,3 @@ def _describe(error: openai.OpenAIError) -> str:
     if isinstance(error, openai.APIError) and error.code:
         return f"{type(error).__name__}, {error.code}"
     return type(error).__name__
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds the endpoint asked us to wait: Retry-After-Ms, Retry-After (seconds or a date)."""
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                return max(0.0, float(value) * scale)
-            except ValueError:
-                pass
-    value = headers.get("retry-after")
-    try:
-        when = email.utils.parsedate_to_datetime(value) if value else None
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time()) if when else None

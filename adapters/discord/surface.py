@@ -19,6 +19,7 @@ import aiohttp
 import discord
 
 from bot.errors import PlatformError, PlatformRateLimited
+from bot.retry_after import retry_after
 from bot.settings import Settings
 from bot.surface import BudgetSpec, Final, LimitedSurface, Limits
 
@@ -61,14 +62,9 @@ def rate_limit_trace() -> aiohttp.TraceConfig:
 
 
 def _retry_after(headers: Any) -> float:
-    for name in ("X-RateLimit-Reset-After", "Retry-After"):
-        value = headers.get(name)
-        if value is not None:
-            try:
-                return max(float(value), 0.0)
-            except ValueError:
-                continue
-    return DEFAULT_RETRY_AFTER
+    # Discord's own header is exact to the millisecond; Retry-After is the fallback.
+    asked = retry_after(headers, first=("X-RateLimit-Reset-After",))
+    return DEFAULT_RETRY_AFTER if asked is None else asked
 
 
 @asynccontextmanager

@@ -7,7 +7,7 @@ error tree so the editor sees every 429 with its Retry-After.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -16,6 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.errors import PlatformError, PlatformRateLimited
+from bot.retry_after import retry_after
 from bot.settings import Settings
 from bot.surface import BudgetSpec, Final, LimitedSurface, Limits
 
@@ -83,26 +84,14 @@ def _section_chunks(text: str) -> list[str]:
     return chunks
 
 
-def _header(headers: Mapping[str, Any], name: str) -> str | None:
-    for key, value in headers.items():
-        if key.lower() == name.lower():
-            return str(value[0] if isinstance(value, list) else value)
-    return None
-
-
 def platform_error(method: str, error: SlackApiError) -> PlatformError:
     """A slack_sdk failure as the bot's error; 429 keeps its Retry-After for the budget."""
     response = error.response
     code = response.get("error") if isinstance(response.data, dict) else None
     if response.status_code == 429 or code == "ratelimited":
-        raw = _header(response.headers or {}, "Retry-After")
-        try:
-            retry_after = float(raw) if raw is not None else DEFAULT_RETRY_AFTER
-        except ValueError:
-            retry_after = DEFAULT_RETRY_AFTER
-        return PlatformRateLimited(
-            retry_after, f"{method} rate limited; retry after {retry_after}s"
-        )
+        asked = retry_after(response.headers or {})
+        wait = DEFAULT_RETRY_AFTER if asked is None else asked
+        return PlatformRateLimited(wait, f"{method} rate limited; retry after {wait}s")
     return PlatformError(f"{method} failed: {code or response.status_code}")
 
 
