@@ -14,15 +14,13 @@ from typing import Literal
 
 from bot.answer import Answerer, Turn
 from bot.citations import Source, sources_markdown
-from bot.errors import BotError
+from bot.errors import ANSWER_CRASHED, BotError
 from bot.settings import Settings
 from bot.store import Status, Store
 from bot.streaming.editor import Editor
 from bot.surface import Final, Surface
 
 log = logging.getLogger(__name__)
-
-GENERIC_FAILURE = "Something went wrong while answering; the error was logged."
 
 
 @dataclass(frozen=True)
@@ -95,7 +93,7 @@ class Conversations:
             status = "cancelled"
         except Exception:
             log.exception("answer crashed in %s", workspace)
-            status, warning = "failed", GENERIC_FAILURE
+            status, warning = "failed", ANSWER_CRASHED
 
         answer_text = stream.text
         # The exchange is stored before the final write, so the feedback buttons on that write
@@ -117,7 +115,7 @@ class Conversations:
             await asyncio.shield(stream.cancel())
             raise asyncio.CancelledError
         else:
-            await stream.fail(warning or GENERIC_FAILURE)
+            await stream.fail(warning or ANSWER_CRASHED)
         return Reply(answer_id=answer_id, status=status, text=answer_text)
 
     async def _history(self, thread_key: str) -> list[Turn]:

@@ -17,6 +17,10 @@ secret, so they are safe to log and to post.
 
 from __future__ import annotations
 
+# What a person sees when an answer crashed for a reason that is no BotError (a bug): the same
+# sentence from the core and from every adapter's last-resort handler.
+ANSWER_CRASHED = "Something went wrong while answering; the error was logged."
+
 
 class BotError(Exception):
     """Base of every error the bot raises on purpose."""

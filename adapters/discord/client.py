@@ -35,7 +35,7 @@ from adapters.discord.surface import (
     MessageSurface,
     rate_limit_trace,
 )
-from bot.errors import ConfigError
+from bot.errors import ANSWER_CRASHED, ConfigError
 from bot.facade import CoreView
 from bot.settings import Settings
 
@@ -58,7 +58,6 @@ THREAD_NAME_LIMIT = 100  # Discord's limit on thread names
 MESSAGE_MAP_PREFIX = "discord.thread_of:"  # store setting: message id -> conversation
 NO_QUESTION = "Ask me a question after the mention, for example: @me how do I reset my password?"
 EMPTY_ASK = "Type your question after /ask, for example: /ask how do I reset my password?"
-ANSWER_CRASHED = "Something went wrong while answering; the error was logged."
 ALREADY_ANSWERED = "This question was already answered."
 MESSAGE_CHANNELS = (
     discord.TextChannel,

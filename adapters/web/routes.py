@@ -27,7 +27,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from adapters.web.markdown import render_answer
 from adapters.web.surface import SocketChannel, WebSurface
 from bot.background import Background
-from bot.errors import BotError, InputError, InvalidApiKey
+from bot.errors import ANSWER_CRASHED, BotError, InputError, InvalidApiKey
 from bot.facade import CoreView
 from bot.settings import Settings
 from bot.store import StoredMessage
@@ -275,7 +275,7 @@ async def _answer(
             {
                 "type": "error",
                 "conversation": conversation,
-                "message": "Something went wrong while answering; the error was logged.",
+                "message": ANSWER_CRASHED,
             }
         )
     finally:
