@@ -95,7 +95,7 @@ class DiscordBot(discord.Client):
         )
         self.settings = settings
         self.core = core
-        self.tree = build_tree(self)
+        self.tree = build_tree(self, ask=self.ask, keys=core.keys)
         self._answering: set[asyncio.Task[Any]] = set()
 
     async def close(self) -> None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from typing import Any, Literal, Protocol, cast
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
 
 import discord
 from discord import app_commands
 
 from bot.errors import BotError
-from bot.facade import CoreView, KeyAdministration
+from bot.facade import KeyAdministration
 from bot.settings import Settings
 from bot.store import Store
 
@@ -26,6 +27,9 @@ log = logging.getLogger(__name__)
 MAX_QUESTION = 2000  # characters of a /ask question
 MAX_KEY = 400  # characters accepted in the key field; real keys are far shorter
 STATE_PREFIX = "discord.commands"
+SETKEY_ACTIONS = (
+    "set (default) opens a private form; clear removes the key; status shows if one is set"
+)
 
 NOT_ADMIN = "Only members with the Manage Server permission can manage this server's API key."
 SERVER_ONLY = "This command works in a server, not in direct messages."
@@ -33,43 +37,18 @@ EMPTY_KEY = "The key was empty, so nothing changed."
 NOTHING_CHANGED = "Nothing changed."
 
 
-class CommandHost(Protocol):
-    """The client the commands run in (adapters/discord.py's DiscordBot)."""
-
-    core: CoreView
-
-    async def ask(self, interaction: discord.Interaction[Any], question: str) -> None: ...
+# What /ask does with a question: the client's answering (see adapters/discord/client.py).
+AskHandler = Callable[[discord.Interaction[Any], str], Awaitable[None]]
 
 
 def workspace_of(guild_id: int) -> str:
     return f"discord:{guild_id}"
 
 
-def _host(interaction: discord.Interaction[Any]) -> CommandHost:
-    return cast(CommandHost, interaction.client)
-
-
-@app_commands.command(name="ask", description="Ask a question about this server's documents")
-@app_commands.describe(question="What you want to know")
-@app_commands.guild_only()
-async def ask_command(
+async def _setkey(
     interaction: discord.Interaction[Any],
-    question: app_commands.Range[str, 1, MAX_QUESTION],
-) -> None:
-    await _host(interaction).ask(interaction, question)
-
-
-@app_commands.command(
-    name="setkey", description="Set, clear or check this server's model API key (Manage Server)"
-)
-@app_commands.describe(
-    action="set (default) opens a private form; clear removes the key; status shows if one is set"
-)
-@app_commands.default_permissions(manage_guild=True)
-@app_commands.guild_only()
-async def setkey_command(
-    interaction: discord.Interaction[Any],
-    action: Literal["set", "clear", "status"] = "set",
+    action: Literal["set", "clear", "status"],
+    keys: KeyAdministration,
 ) -> None:
     if interaction.guild_id is None:
         await _private(interaction, SERVER_ONLY)
@@ -80,7 +59,6 @@ async def setkey_command(
         )
         await _private(interaction, NOT_ADMIN)
         return
-    keys = _host(interaction).core.keys
     workspace = workspace_of(interaction.guild_id)
     if action == "set":
         # A modal must be the first response: no defer before it.
@@ -167,8 +145,33 @@ async def _private(interaction: discord.Interaction[Any], text: str) -> None:
     await interaction.response.send_message(text, ephemeral=True)
 
 
-def build_tree(client: discord.Client) -> app_commands.CommandTree[Any]:
+def build_tree(
+    client: discord.Client, *, ask: AskHandler, keys: KeyAdministration
+) -> app_commands.CommandTree[Any]:
+    """/ask and /setkey on `client`, answering through the callables they are handed."""
     tree: app_commands.CommandTree[Any] = app_commands.CommandTree(client)
+
+    @app_commands.command(name="ask", description="Ask a question about this server's documents")
+    @app_commands.describe(question="What you want to know")
+    @app_commands.guild_only()
+    async def ask_command(
+        interaction: discord.Interaction[Any],
+        question: app_commands.Range[str, 1, MAX_QUESTION],
+    ) -> None:
+        await ask(interaction, question)
+
+    @app_commands.command(
+        name="setkey", description="Set, clear or check this server's model API key (Manage Server)"
+    )
+    @app_commands.describe(action=SETKEY_ACTIONS)
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.guild_only()
+    async def setkey_command(
+        interaction: discord.Interaction[Any],
+        action: Literal["set", "clear", "status"] = "set",
+    ) -> None:
+        await _setkey(interaction, action, keys)
+
     tree.add_command(ask_command)
     tree.add_command(setkey_command)
     return tree
