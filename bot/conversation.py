@@ -16,7 +16,7 @@ from bot.answer import Answerer, Turn
 from bot.citations import Source, sources_markdown
 from bot.errors import ANSWER_CRASHED, BotError
 from bot.settings import Settings
-from bot.store import Status, Store
+from bot.store import Status, Store, StoredMessage
 from bot.streaming.editor import Editor
 from bot.surface import Final, Surface
 
@@ -44,6 +44,27 @@ class Conversations:
     async def is_followup(self, thread_key: str) -> bool:
         """Whether the bot already takes part in this thread (so no mention is needed)."""
         return await self._store.has_conversation(thread_key)
+
+    async def join(self, thread_key: str, workspace: str) -> None:
+        """Take part in a thread from now on (its next messages need no mention)."""
+        await self._store.ensure_conversation(thread_key, workspace)
+
+    async def history(self, thread_key: str, limit: int | None = None) -> list[StoredMessage]:
+        """The thread's stored messages, oldest first (with `limit`, the newest `limit`)."""
+        return await self._store.thread_messages(thread_key, limit=limit)
+
+    async def feedback(self, answer_id: int, value: int, *, user: str, workspace: str) -> bool:
+        """Record 👍 (1) or 👎 (-1) on a stored answer of `workspace`; False if there is none."""
+        return await self._store.set_feedback(answer_id, value, user=user, workspace=workspace)
+
+    async def link(self, workspace: str, message: str, thread_key: str) -> None:
+        """Remember that a platform message (named by the adapter, platform-qualified) belongs
+        to a thread, so a reply to it continues that thread."""
+        await self._store.set_setting(workspace, message, thread_key)
+
+    async def linked(self, workspace: str, message: str) -> str | None:
+        """The thread a platform message was linked to, if any."""
+        return await self._store.get_setting(workspace, message)
 
     async def reply(
         self,

@@ -15,7 +15,7 @@ import random
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 import yarl
@@ -36,8 +36,10 @@ from adapters.discord.surface import (
     rate_limit_trace,
 )
 from bot.errors import ANSWER_CRASHED, ConfigError
-from bot.facade import CoreView
 from bot.settings import Settings
+
+if TYPE_CHECKING:  # types only: importing an adapter loads no index or model
+    from bot.core import Core
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +85,7 @@ def invite_url(application_id: int) -> str:
 class DiscordBot(discord.Client):
     """A discord.py client that hands every question to the core."""
 
-    def __init__(self, settings: Settings, core: CoreView, **options: Any) -> None:
+    def __init__(self, settings: Settings, core: Core, **options: Any) -> None:
         intents = discord.Intents.default()
         # Privileged, so off unless asked for: Discord sends the content of mentions without it.
         intents.message_content = settings.discord_message_content
@@ -186,17 +188,19 @@ class DiscordBot(discord.Client):
         self, message: discord.Message, workspace: str
     ) -> tuple[str, MessageChannel, discord.Message | None] | None:
         """Which conversation a message belongs to, where to answer, and what to reply to."""
-        store = self.core.store
+        conversations = self.core.conversations
         guild_id = message.guild.id if message.guild else 0
         channel = message.channel
         if not isinstance(channel, MESSAGE_CHANNELS):
             return None  # e.g. a stage channel's chat: not a place the bot answers
         channel_key = f"discord:{guild_id}:{channel.id}"
-        if await store.has_conversation(channel_key):
+        if await conversations.is_followup(channel_key):
             return channel_key, channel, message  # a thread the bot answers in
         reference = message.reference
         if reference is not None and reference.message_id is not None:
-            key = await store.get_setting(workspace, f"{MESSAGE_MAP_PREFIX}{reference.message_id}")
+            key = await conversations.linked(
+                workspace, f"{MESSAGE_MAP_PREFIX}{reference.message_id}"
+            )
             if key is not None:
                 return key, channel, message  # a reply to one of the bot's answers
         if not self._mentioned(message):
@@ -224,7 +228,7 @@ class DiscordBot(discord.Client):
 
     def _remembering(self, workspace: str, thread_key: str) -> Callable[[str], Awaitable[None]]:
         async def remember(message_id: str) -> None:
-            await self.core.store.set_setting(
+            await self.core.conversations.link(
                 workspace, f"{MESSAGE_MAP_PREFIX}{message_id}", thread_key
             )
 
@@ -269,7 +273,7 @@ class DiscordBot(discord.Client):
     async def on_feedback(
         self, interaction: discord.Interaction[Any], answer_id: int, value: int
     ) -> None:
-        stored = interaction.guild_id is not None and await self.core.store.set_feedback(
+        stored = interaction.guild_id is not None and await self.core.conversations.feedback(
             answer_id,
             value,
             user=str(interaction.user.id),
@@ -335,7 +339,7 @@ def discord_endpoints(settings: Settings) -> Iterator[None]:
         Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = base, gateway
 
 
-def build_discord_client(settings: Settings, core: CoreView, **options: Any) -> DiscordBot:
+def build_discord_client(settings: Settings, core: Core, **options: Any) -> DiscordBot:
     # The bot never joins voice: discord.py's warnings about missing voice libraries would only
     # send operators looking for a problem that isn't there.
     discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
@@ -350,7 +354,7 @@ def restart_delay(attempt: int, rng: random.Random | None = None) -> float:
 
 async def run_discord(
     settings: Settings,
-    core: CoreView,
+    core: Core,
     *,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     **options: Any,

@@ -12,15 +12,17 @@ import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import discord
 from discord import app_commands
 
 from bot.errors import BotError
-from bot.facade import KeyAdministration
 from bot.settings import Settings
 from bot.store import Store
+
+if TYPE_CHECKING:  # types only: importing an adapter loads no index or model
+    from bot.keys import KeyAdmin
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ def workspace_of(guild_id: int) -> str:
 async def _setkey(
     interaction: discord.Interaction[Any],
     action: Literal["set", "clear", "status"],
-    keys: KeyAdministration,
+    keys: KeyAdmin,
 ) -> None:
     if interaction.guild_id is None:
         await _private(interaction, SERVER_ONLY)
@@ -93,7 +95,7 @@ class SetKeyModal(discord.ui.Modal, title="Set this server's API key"):
         max_length=MAX_KEY,
     )
 
-    def __init__(self, keys: KeyAdministration) -> None:
+    def __init__(self, keys: KeyAdmin) -> None:
         super().__init__()
         self._keys = keys
 
@@ -146,7 +148,7 @@ async def _private(interaction: discord.Interaction[Any], text: str) -> None:
 
 
 def build_tree(
-    client: discord.Client, *, ask: AskHandler, keys: KeyAdministration
+    client: discord.Client, *, ask: AskHandler, keys: KeyAdmin
 ) -> app_commands.CommandTree[Any]:
     """/ask and /setkey on `client`, answering through the callables they are handed."""
     tree: app_commands.CommandTree[Any] = app_commands.CommandTree(client)

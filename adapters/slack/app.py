@@ -12,6 +12,7 @@ import asyncio
 import logging
 import weakref
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
@@ -27,8 +28,10 @@ from adapters.slack.listeners import SHUTDOWN_GRACE_SECONDS, Listeners
 from adapters.slack.mrkdwn import to_mrkdwn
 from bot.background import Background
 from bot.errors import ConfigError
-from bot.facade import CoreView
 from bot.settings import Settings
+
+if TYPE_CHECKING:  # types only: importing an adapter loads no index or model
+    from bot.core import Core
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +86,7 @@ def background(slack_app: AsyncApp) -> Background:
     return _SERVED[slack_app].tasks
 
 
-def build_slack_app(settings: Settings, core: CoreView) -> AsyncApp:
+def build_slack_app(settings: Settings, core: Core) -> AsyncApp:
     """The bolt app with every listener registered; serve it with `add_slack_routes` (HTTP)
     or `run_socket_mode`."""
     _check(settings)

@@ -2,7 +2,7 @@
 
 A mention, a follow-up in a thread the bot answers in, or a direct message becomes one
 `conversations.reply` into a `SlackSurface` on that thread; /setkey becomes one `keys` call; a
-feedback click one `store.set_feedback`; an uninstall deletes the workspace's key and tokens.
+feedback click one `conversations.feedback`; an uninstall deletes the workspace's key and tokens.
 
 Listeners only acknowledge and hand the work to a tracked task: bolt's default
 (`process_before_response=False`) and its lazy listeners both run work in untracked
@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
@@ -35,7 +35,9 @@ from adapters.slack.surface import (
 )
 from bot.background import Background
 from bot.errors import BotError
-from bot.facade import CoreView
+
+if TYPE_CHECKING:  # types only: importing an adapter loads no index or model
+    from bot.core import Core
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ FEEDBACK_GONE = "That answer is no longer stored, so the feedback could not be s
 class Listeners:
     def __init__(
         self,
-        core: CoreView,
+        core: Core,
         tasks: Background,
         installations: SlackInstallationStore | None,
         render: Callable[[str], str],
@@ -105,7 +107,7 @@ class Listeners:
         context: AsyncBoltContext,
         client: AsyncWebClient,
     ) -> None:
-        if await self._core.store.has_conversation(thread_key):
+        if await self._core.conversations.is_followup(thread_key):
             await self._reply(event, context, client)
 
     def _answer(
@@ -127,7 +129,7 @@ class Listeners:
         thread_key = f"slack:{team}:{channel}:{thread_ts}"
         workspace = _workspace(context)
         # Followed from now on, so a reply posted while this answer streams needs no mention.
-        await self._core.store.ensure_conversation(thread_key, workspace)
+        await self._core.conversations.join(thread_key, workspace)
         surface = SlackSurface(
             client, self._settings, team=team, channel=channel, thread_ts=thread_ts,
             render=self._render,
@@ -209,7 +211,7 @@ class Listeners:
         respond: AsyncRespond,
     ) -> None:
         user = str(body.get("user", {}).get("id", ""))
-        saved = answer.isdigit() and await self._core.store.set_feedback(
+        saved = answer.isdigit() and await self._core.conversations.feedback(
             int(answer), value, user=user, workspace=_workspace(context)
         )
         await respond(
@@ -229,7 +231,7 @@ class Listeners:
 
     async def _forget(self, context: AsyncBoltContext) -> None:
         workspace = _workspace(context)
-        await self._core.store.delete_api_key(workspace)
+        await self._core.keys.clear(workspace)
         if self._installations is not None:
             await self._installations.async_delete_all(
                 enterprise_id=context.enterprise_id, team_id=context.team_id

@@ -18,7 +18,7 @@ from bot.errors import BotError, InputError, PlatformError
 from bot.settings import Settings
 
 if TYPE_CHECKING:
-    from bot.facade import KeyAdministration
+    from bot.keys import KeyAdmin
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def parse(text: str) -> tuple[Action, str]:
 
 
 class SetKey:
-    def __init__(self, settings: Settings, keys: KeyAdministration) -> None:
+    def __init__(self, settings: Settings, keys: KeyAdmin) -> None:
         self._admins = frozenset(settings.slack_admin_user_ids)
         self._keys = keys
 

@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -28,9 +28,11 @@ from adapters.web.markdown import render_answer
 from adapters.web.surface import SocketChannel, WebSurface
 from bot.background import Background
 from bot.errors import ANSWER_CRASHED, BotError, InputError, InvalidApiKey
-from bot.facade import CoreView
 from bot.settings import Settings
 from bot.store import StoredMessage
+
+if TYPE_CHECKING:  # types only: importing an adapter loads no index or model
+    from bot.core import Core
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +71,7 @@ class WebChat:
     """Per-application state: the core, open sockets, answers in flight."""
 
     settings: Settings
-    core: CoreView
+    core: Core
     sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
     answers: Background = field(default_factory=lambda: Background("web chat"))
     answering: set[str] = field(default_factory=set)  # thread keys with an answer in flight
@@ -78,7 +80,7 @@ class WebChat:
 WEB_CHAT = web.AppKey("web_chat", WebChat)
 
 
-def add_web_routes(app: web.Application, settings: Settings, core: CoreView) -> None:
+def add_web_routes(app: web.Application, settings: Settings, core: Core) -> None:
     """Serve the chat page at /, its assets under /static/, the socket at /ws, and /api/."""
     app[WEB_CHAT] = WebChat(settings=settings, core=core)
     app.router.add_get("/", page)
@@ -302,7 +304,7 @@ async def conversation_history(request: web.Request, chat: WebChat, session: str
     if not CONVERSATION_ID.fullmatch(conversation):
         return _error(404, "No such conversation.")
     key = thread_key(session, conversation)
-    messages = await chat.core.store.thread_messages(key, limit=HISTORY_LIMIT)
+    messages = await chat.core.conversations.history(key, limit=HISTORY_LIMIT)
     return web.json_response({"messages": _history(messages), "answering": key in chat.answering})
 
 
@@ -341,10 +343,10 @@ async def feedback(request: web.Request, chat: WebChat, session: str) -> web.Res
         or value not in (1, -1)
     ):
         return _error(400, "Feedback needs a conversation, an answer and +1 or -1.")
-    messages = await chat.core.store.thread_messages(thread_key(session, conversation))
+    messages = await chat.core.conversations.history(thread_key(session, conversation))
     if not any(m.id == answer_id and m.role == "assistant" for m in messages):
         return _error(404, "No such answer in this conversation.")
-    await chat.core.store.set_feedback(
+    await chat.core.conversations.feedback(
         answer_id, int(value), user=f"web:{session}", workspace=WORKSPACE
     )
     return web.json_response({"ok": True})

@@ -29,7 +29,7 @@ from adapters.web.surface import SocketChannel, WebSurface
 from bot.citations import Source, sources_markdown
 from bot.errors import InputError, InvalidApiKey, ModelUnavailable
 from bot.settings import Settings
-from bot.store import Store
+from bot.store import Store, StoredMessage
 from bot.streaming.editor import MARKER
 from bot.surface import Final, Surface
 from bot.vault import Vault, last4
@@ -86,6 +86,12 @@ class FakeConversations:
         final_text = f"{text}\n\n{sources_markdown(self.sources)}" if self.sources else text
         await surface.edit(message_id, final_text, final=Final(answer_id))
         return answer_id
+
+    async def history(self, thread_key: str, limit: int | None = None) -> list[StoredMessage]:
+        return await self.store.thread_messages(thread_key, limit=limit)
+
+    async def feedback(self, answer_id: int, value: int, *, user: str, workspace: str) -> bool:
+        return await self.store.set_feedback(answer_id, value, user=user, workspace=workspace)
 
 
 @dataclass
