@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 from bot.errors import PlatformError, PlatformRateLimited
 from bot.streaming.budget import Budget, Budgets, Priority, Rank
 from bot.streaming.clock import Clock, LoopClock
 from bot.streaming.splitting import Part, close_open, next_prefix, split
+from bot.streaming.timings import Timings
 from bot.surface import Final, Surface
 
 log = logging.getLogger(__name__)
@@ -66,21 +67,6 @@ class _Write:
     text: str  # rendered
     final: Final | None
     shows_text: bool  # carries some of the answer, not just the placeholder
-
-
-@dataclass
-class Timings:
-    """When things happened to one answer, in clock time (for the benchmark and logs)."""
-
-    started: float | None = None
-    first_delta: float | None = None
-    first_post: float | None = None
-    first_text: float | None = None  # the first write showing any of the answer landed
-    ended: float | None = None  # finish/fail/cancel was called
-    final: float | None = None  # the final write landed
-    writes: int = 0
-    given_up: int = 0
-    refused: list[str] = field(default_factory=list)
 
 
 class Editor:
