@@ -29,10 +29,10 @@ from adapters.discord.commands import (
 )
 from adapters.discord.surface import (
     NO_MENTIONS,
-    FeedbackButton,
     InteractionSurface,
     MessageChannel,
     MessageSurface,
+    feedback_buttons,
     rate_limit_trace,
 )
 from bot.errors import ANSWER_CRASHED, ConfigError
@@ -98,6 +98,7 @@ class DiscordBot(discord.Client):
         self.settings = settings
         self.core = core
         self.tree = build_tree(self, ask=self.ask, keys=core.keys)
+        self.buttons = feedback_buttons(self.on_feedback)
         self._answering: set[asyncio.Task[Any]] = set()
 
     async def close(self) -> None:
@@ -111,7 +112,7 @@ class DiscordBot(discord.Client):
         await super().close()
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(FeedbackButton)
+        self.add_dynamic_items(self.buttons)
         application_id = self.application_id
         assert application_id is not None  # known after login
         print(f"Invite the Discord bot: {invite_url(application_id)}", flush=True)
@@ -141,7 +142,7 @@ class DiscordBot(discord.Client):
             thread_key += f":{interaction.id}"
         workspace = workspace_of(guild_id)
         surface = InteractionSurface(
-            interaction, self.settings, self._remembering(workspace, thread_key)
+            interaction, self.settings, self._remembering(workspace, thread_key), self.buttons
         )
         await self._reply(
             surface,
@@ -173,7 +174,9 @@ class DiscordBot(discord.Client):
             return
         remember = self._remembering(workspace, thread_key)
         await remember(str(message.id))
-        surface = MessageSurface(channel, self.settings, remember, reference=reference)
+        surface = MessageSurface(
+            channel, self.settings, remember, self.buttons, reference=reference
+        )
         await self._reply(
             surface,
             thread_key=thread_key,

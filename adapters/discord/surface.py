@@ -93,7 +93,9 @@ async def platform_call(what: str) -> AsyncIterator[None]:
 class FeedbackButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=FEEDBACK_PATTERN):
     """👍 or 👎 under a finished answer; its custom id carries the answer, so it outlives restarts.
 
-    The click is handled by the client's `on_feedback` (see adapters/discord.py).
+    Not sent as is: `feedback_buttons(handler)` makes the subclass the client registers and the
+    surfaces send, whose clicks reach `handler` (discord.py dispatches a click to the class of
+    the button last sent with that custom id pattern, so both must be the same class).
     """
 
     def __init__(self, answer_id: int, direction: str) -> None:
@@ -119,18 +121,29 @@ class FeedbackButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=FE
         return cls(int(match["answer_id"]), match["direction"])
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        handler = getattr(interaction.client, "on_feedback", None)
-        if handler is not None:
+        log.error("a feedback button was clicked but never wired to a handler")
+
+
+FeedbackHandler = Callable[[discord.Interaction[Any], int, int], Awaitable[None]]
+
+
+def feedback_buttons(handler: FeedbackHandler) -> type[FeedbackButton]:
+    """The feedback button whose clicks call `handler(interaction, answer_id, +1 or -1)`."""
+
+    class WiredFeedbackButton(FeedbackButton, template=FEEDBACK_PATTERN):
+        async def callback(self, interaction: discord.Interaction[Any]) -> None:
             await handler(interaction, self.answer_id, self.value)
 
+    return WiredFeedbackButton
 
-def feedback_view(final: Final | None) -> discord.ui.View | None:
+
+def feedback_view(final: Final | None, buttons: type[FeedbackButton]) -> discord.ui.View | None:
     """The buttons for a final write; None while streaming or when the answer failed."""
     if final is None or final.answer_id is None:
         return None
     view = discord.ui.View(timeout=None)
-    view.add_item(FeedbackButton(final.answer_id, "up"))
-    view.add_item(FeedbackButton(final.answer_id, "down"))
+    view.add_item(buttons(final.answer_id, "up"))
+    view.add_item(buttons(final.answer_id, "down"))
     return view
 
 
@@ -139,7 +152,13 @@ class _DiscordSurface(LimitedSurface):
 
     shows_waiting_for_itself = False  # see InteractionSurface
 
-    def __init__(self, settings: Settings, channel_id: int, remember: Remember) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        channel_id: int,
+        remember: Remember,
+        buttons: type[FeedbackButton],
+    ) -> None:
         # Creates and edits share one per-channel limit, so both name the same budget.
         budget = BudgetSpec(
             f"discord:channel:{channel_id}",
@@ -150,6 +169,7 @@ class _DiscordSurface(LimitedSurface):
             Limits(MESSAGE_LIMIT, budget, budget, shows_waiting=self.shows_waiting_for_itself)
         )
         self._remember = remember
+        self._buttons = buttons
 
     def render(self, markdown: str) -> str:
         return markdown  # Discord renders markdown itself
@@ -159,9 +179,13 @@ class InteractionSurface(_DiscordSurface):
     """/ask: the first post fills the deferred response; later ones are follow-up messages."""
 
     def __init__(
-        self, interaction: discord.Interaction[Any], settings: Settings, remember: Remember
+        self,
+        interaction: discord.Interaction[Any],
+        settings: Settings,
+        remember: Remember,
+        buttons: type[FeedbackButton],
     ) -> None:
-        super().__init__(settings, interaction.channel_id or 0, remember)
+        super().__init__(settings, interaction.channel_id or 0, remember, buttons)
         self._interaction = interaction
         self._original_id: str | None = None
 
@@ -170,7 +194,7 @@ class InteractionSurface(_DiscordSurface):
     shows_waiting_for_itself = True
 
     async def post(self, text: str, *, final: Final | None = None) -> str:
-        view = feedback_view(final)
+        view = feedback_view(final, self._buttons)
         async with platform_call("posting an answer"):
             if self._original_id is None:
                 message: discord.Message = await self._interaction.edit_original_response(
@@ -187,7 +211,7 @@ class InteractionSurface(_DiscordSurface):
         return message_id
 
     async def edit(self, message_id: str, text: str, *, final: Final | None = None) -> None:
-        view = feedback_view(final)
+        view = feedback_view(final, self._buttons)
         async with platform_call("editing an answer"):
             if message_id == self._original_id:
                 await self._interaction.edit_original_response(
@@ -213,15 +237,16 @@ class MessageSurface(_DiscordSurface):
         channel: MessageChannel,
         settings: Settings,
         remember: Remember,
+        buttons: type[FeedbackButton],
         *,
         reference: discord.Message | None = None,
     ) -> None:
-        super().__init__(settings, channel.id, remember)
+        super().__init__(settings, channel.id, remember, buttons)
         self._channel = channel
         self._reference = reference
 
     async def post(self, text: str, *, final: Final | None = None) -> str:
-        view = feedback_view(final)
+        view = feedback_view(final, self._buttons)
         async with platform_call("posting an answer"):
             if self._reference is not None:
                 message = await self._channel.send(
@@ -239,7 +264,7 @@ class MessageSurface(_DiscordSurface):
         return str(message.id)
 
     async def edit(self, message_id: str, text: str, *, final: Final | None = None) -> None:
-        view = feedback_view(final)
+        view = feedback_view(final, self._buttons)
         partial = self._channel.get_partial_message(int(message_id))
         async with platform_call("editing an answer"):
             await partial.edit(content=text, allowed_mentions=NO_MENTIONS, **_view(view))
