@@ -70,7 +70,7 @@ async def _wire(
         else:
             enabled.append("slack (http)")
     if settings.discord_enabled:
-        from adapters.discord.client import run_discord
+        from adapters.discord.run import run_discord
 
         background("discord", run_discord(settings, core))
     if not enabled:

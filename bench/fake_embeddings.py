@@ -3,7 +3,7 @@ GET /bench/stats route counting the embedding requests and texts it has served.
 
     .venv/bin/python bench/fake_embeddings.py [--port 0] [--dims 384]   (prints FAKE_OPENAI_URL=...)
 
-The counting lives here, not in tests/fake_openai.py, so the tests' fake keeps its behaviour. The
+The counting lives here, not in tests/fakes/openai.py, so the tests' fake keeps its behaviour. The
 recorded requests are dropped as they are counted: 100k chunks' bodies would only cost memory.
 """
 

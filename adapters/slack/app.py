@@ -3,7 +3,7 @@
 One bot token (SLACK_BOT_TOKEN) or OAuth installs for many workspaces (SLACK_CLIENT_ID and
 SLACK_CLIENT_SECRET, installations kept in the bot's database). Over HTTP, events, commands and
 interactivity arrive at POST /slack/events on the bot's one aiohttp server; with SLACK_APP_TOKEN
-they arrive over Socket Mode instead. `adapters/slack_listeners.py` says what each one becomes.
+they arrive over Socket Mode instead. `adapters/slack/listeners.py` says what each one becomes.
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ class NaiveBot(discord.Client):
 def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     # discord.py has no setting for its endpoints; the same two class attributes the adapter
-    # sets (adapters/discord.py: discord_endpoints) point it at the fake.
+    # sets (adapters/discord/run.py: discord_endpoints) point it at the fake.
     if api_url := os.environ.get("DISCORD_API_URL"):
         Route.BASE = api_url.rstrip("/")
     if gateway_url := os.environ.get("DISCORD_GATEWAY_URL"):

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from adapters.discord.client import run_discord
+from adapters.discord.run import run_discord
 from bot.core import Core
 from bot.settings import Settings
 from tests.fakes.discord import MANAGE_GUILD, MEMBER_PERMISSIONS, FakeDiscord

@@ -14,7 +14,7 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 from pydantic import SecretStr
 
-from adapters.discord.client import (
+from adapters.discord.run import (
     RESTART_BASE_SECONDS,
     RESTART_CAP_SECONDS,
     ModalValueFilter,
