@@ -26,13 +26,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.install import SlackInstallationStore, workspace_id
 from adapters.slack.setkey import SetKey
-from adapters.slack.surface import (
-    FEEDBACK_DOWN,
-    FEEDBACK_UP,
-    SlackSurface,
-    call_slack,
-    unescape,
-)
+from adapters.slack.surface import FEEDBACK_DOWN, FEEDBACK_UP, SlackSurface
+from adapters.slack.web_api import call_slack, unescape
 from bot.background import Background
 from bot.errors import BotError
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.surface import call_slack, unescape
+from adapters.slack.web_api import call_slack, unescape
 from bot.errors import BotError, InputError, PlatformError
 from bot.settings import Settings
 

@@ -1,43 +1,26 @@
 """Where a Slack answer is shown: a thread the streaming editor posts into and edits.
 
 `SlackSurface` supplies the editor's few platform calls (chat.postMessage into the thread,
-chat.update), names the shared budgets they spend, and turns slack_sdk failures into the bot's
-error tree so the editor sees every 429 with its Retry-After.
+chat.update) through `web_api.call_slack`, and names the shared budgets they spend.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-import aiohttp
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bot.errors import PlatformError, PlatformRateLimited
-from bot.retry_after import retry_after
+from adapters.slack.web_api import call_slack
 from bot.settings import Settings
 from bot.surface import BudgetSpec, Final, LimitedSurface, Limits
 
 # Slack refuses chat.update past ~4,000 characters (msg_too_long); bytes are the safe measure.
 MAX_MESSAGE_BYTES = 3500
 SECTION_TEXT_LIMIT = 3000  # a section block's text holds at most 3,000 characters
-DEFAULT_RETRY_AFTER = 1.0  # seconds, when a 429 carries no Retry-After header
 FEEDBACK_UP = "feedback_up"
 FEEDBACK_DOWN = "feedback_down"
 FEEDBACK_BLOCK = "answer_feedback"
-
-
-# Slack escapes these three in message and command text.
-SLACK_ESCAPES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))
-
-
-def unescape(text: str) -> str:
-    """Text as the person typed it (Slack sends `<`, `>` and `&` escaped)."""
-    for escaped, plain in SLACK_ESCAPES:
-        text = text.replace(escaped, plain)
-    return text
 
 
 def feedback_blocks(text: str, answer_id: int) -> list[dict[str, Any]]:
@@ -82,27 +65,6 @@ def _section_chunks(text: str) -> list[str]:
     if rest.strip():
         chunks.append(rest)
     return chunks
-
-
-def platform_error(method: str, error: SlackApiError) -> PlatformError:
-    """A slack_sdk failure as the bot's error; 429 keeps its Retry-After for the budget."""
-    response = error.response
-    code = response.get("error") if isinstance(response.data, dict) else None
-    if response.status_code == 429 or code == "ratelimited":
-        asked = retry_after(response.headers or {})
-        wait = DEFAULT_RETRY_AFTER if asked is None else asked
-        return PlatformRateLimited(wait, f"{method} rate limited; retry after {wait}s")
-    return PlatformError(f"{method} failed: {code or response.status_code}")
-
-
-async def call_slack(method: str, call: Awaitable[AsyncSlackResponse]) -> AsyncSlackResponse:
-    """Await one Web API call, raising only `PlatformError` (or `PlatformRateLimited`)."""
-    try:
-        return await call
-    except SlackApiError as error:
-        raise platform_error(method, error) from None
-    except (TimeoutError, aiohttp.ClientError) as error:
-        raise PlatformError(f"{method} failed: {type(error).__name__}") from None
 
 
 class SlackSurface(LimitedSurface):
