@@ -29,12 +29,14 @@ import math
 import random
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from adapters.slack.mrkdwn import to_mrkdwn
+from bot.citations import Source, sources_markdown
 from bot.streaming.budget import Budget, Priority
 from bot.streaming.clock import VirtualClock
 from bot.streaming.editor import AnswerStream, Editor
@@ -123,6 +125,9 @@ class Sink:
 
     def render(self, markdown: str) -> str:
         return to_mrkdwn(markdown) if self.platform.slack else markdown
+
+    def footer(self, sources: Sequence[Source]) -> str:
+        return sources_markdown(sources)
 
     async def post(self, text: str, *, final: Final | None = None) -> str:
         await self.clock.sleep(self.rng.uniform(*LATENCY))

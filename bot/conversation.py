@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bot.answer import Answerer, Turn
-from bot.citations import Source, sources_markdown
+from bot.citations import Source
 from bot.errors import ANSWER_CRASHED, BotError
 from bot.settings import Settings
 from bot.store import Status, Store, StoredMessage
@@ -131,7 +131,7 @@ class Conversations:
             )
         )
         if status == "done":
-            await stream.finish(sources_markdown(sources), Final(answer_id))
+            await stream.finish(surface.footer(sources), Final(answer_id, tuple(sources)))
         elif status == "cancelled":
             await asyncio.shield(stream.cancel())
             raise asyncio.CancelledError

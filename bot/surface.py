@@ -8,8 +8,11 @@ per workspace, chat.postMessage per channel; Discord's create/edit per channel).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
+
+from bot.citations import Source, sources_markdown
 
 
 @dataclass(frozen=True)
@@ -26,10 +29,12 @@ class Final:
     """Passed with the last write of a finished answer.
 
     `answer_id` is the stored answer's id (adapters attach 👍/👎 buttons carrying it); it is None
-    when the answer failed or was cancelled, so no feedback buttons appear then.
+    when the answer failed or was cancelled, so no feedback buttons appear then. `sources` are
+    the ones the answer cites, as data: a surface that shows them its own way takes them here.
     """
 
     answer_id: int | None
+    sources: tuple[Source, ...] = ()
 
 
 class Surface(Protocol):
@@ -60,6 +65,11 @@ class Surface(Protocol):
 
     def render(self, markdown: str) -> str:
         """Markdown to the platform's own format (Slack mrkdwn; Discord and web: unchanged)."""
+        ...
+
+    def footer(self, sources: Sequence[Source]) -> str:
+        """The Markdown written under a finished answer for its sources; "" when the surface
+        shows them apart from the text (from `Final.sources`)."""
         ...
 
     async def post(self, text: str, *, final: Final | None = None) -> str:
@@ -108,3 +118,6 @@ class LimitedSurface:
 
     def measure(self, text: str) -> int:
         return len(text.encode("utf-8")) if self.limits.unit == "utf-8 bytes" else len(text)
+
+    def footer(self, sources: Sequence[Source]) -> str:
+        return sources_markdown(sources)

@@ -2,13 +2,12 @@
 
 Model output and documents are untrusted: raw HTML is escaped (html=False), links survive only
 with an http(s) or mailto scheme and open with rel="noopener noreferrer", and images become plain
-links so no answer can make the browser fetch from elsewhere. The trailing "**Sources**" block
-the core appends (bot/citations.py) is split off so the page can list it under the answer.
+links so no answer can make the browser fetch from elsewhere. Sources arrive as data (the
+surface writes no footer into the text) and are listed under the answer by the page.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -23,9 +22,6 @@ from bot.citations import Source
 
 ALLOWED_LINK_SCHEMES = frozenset({"http", "https", "mailto"})
 LINK_REL = "noopener noreferrer nofollow"
-SOURCES_HEADING = "**Sources**"
-# The block sources_markdown() appends: the heading alone on a line, then "[n] label" lines.
-_SOURCES_BLOCK = re.compile(r"(?:^|\n)\*\*Sources\*\*\n((?:\[\d+\][^\n]*(?:\n|$))+)\s*$")
 
 
 @dataclass(frozen=True)
@@ -85,18 +81,9 @@ def render_markdown(markdown: str) -> str:
     return html
 
 
-def split_sources(markdown: str) -> tuple[str, list[str]]:
-    """The answer body and the "[n] label" lines of its trailing sources block, if it has one."""
-    match = _SOURCES_BLOCK.search(markdown)
-    if match is None:
-        return markdown, []
-    lines = [line.strip() for line in match.group(1).splitlines() if line.strip()]
-    return markdown[: match.start()].rstrip(), lines
-
-
-def render_answer(markdown: str, stored_sources: Sequence[Source] = ()) -> RenderedAnswer:
-    """One assistant message for the page; `stored_sources` fill in when the text has no block."""
-    body, sources = split_sources(markdown)
-    if not sources and stored_sources:
-        sources = [f"[{source.number}] {source.label}" for source in stored_sources]
-    return RenderedAnswer(html=render_markdown(body), sources=sources)
+def render_answer(markdown: str, sources: Sequence[Source] = ()) -> RenderedAnswer:
+    """One assistant message for the page: its body as safe HTML, its sources as lines."""
+    return RenderedAnswer(
+        html=render_markdown(markdown),
+        sources=[f"[{source.number}] {source.label}" for source in sources],
+    )

@@ -10,11 +10,13 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 
 from adapters.web.markdown import render_answer
+from bot.citations import Source
 from bot.streaming.editor import MARKER
 from bot.surface import BudgetSpec, Final, LimitedSurface, Limits
 
@@ -83,8 +85,11 @@ class WebSurface(LimitedSurface):
     async def edit(self, message_id: str, text: str, *, final: Final | None = None) -> None:
         await self._channel.send(self._frame("edit", message_id, text, final))
 
+    def footer(self, sources: Sequence[Source]) -> str:
+        return ""  # the page lists the sources under the answer, from the final frame
+
     def _frame(self, kind: str, message_id: str, text: str, final: Final | None) -> dict[str, Any]:
-        rendered = render_answer(text)
+        rendered = render_answer(text, final.sources if final is not None else ())
         frame: dict[str, Any] = {
             "type": kind,
             "id": message_id,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from adapters.slack.mrkdwn import to_mrkdwn
+from bot.citations import Source, sources_markdown
 from bot.streaming.clock import Clock
 from bot.surface import BudgetSpec, Final
 
@@ -47,6 +48,9 @@ class FakeSurface:
 
     def render(self, markdown: str) -> str:
         return to_mrkdwn(markdown) if self.slack else markdown
+
+    def footer(self, sources: Sequence[Source]) -> str:
+        return sources_markdown(sources)
 
     async def post(self, text: str, *, final: Final | None = None) -> str:
         call = Call(

@@ -26,7 +26,7 @@ from adapters.web.routes import (
     session_ref,
 )
 from adapters.web.surface import SocketChannel, WebSurface
-from bot.citations import Source, sources_markdown
+from bot.citations import Source
 from bot.errors import InputError, InvalidApiKey, ModelUnavailable
 from bot.settings import Settings
 from bot.store import Store, StoredMessage
@@ -83,8 +83,9 @@ class FakeConversations:
             status="done",
             author=author,
         )
-        final_text = f"{text}\n\n{sources_markdown(self.sources)}" if self.sources else text
-        await surface.edit(message_id, final_text, final=Final(answer_id))
+        footer = surface.footer(self.sources)
+        final_text = f"{text}\n\n{footer}" if footer else text
+        await surface.edit(message_id, final_text, final=Final(answer_id, tuple(self.sources)))
         return answer_id
 
     async def history(self, thread_key: str, limit: int | None = None) -> list[StoredMessage]:
@@ -507,13 +508,13 @@ def test_images_become_links_so_answers_load_nothing() -> None:
     assert 'href="https://tracker.example/pixel.png"' in html
 
 
-def test_sources_are_split_from_the_answer_and_fall_back_to_stored_ones() -> None:
+def test_sources_arrive_as_data_and_are_listed_as_text() -> None:
     sources = [Source(1, "a.md", "<b>Heading</b>", "x"), Source(2, "b.md", None, "y")]
-    rendered = render_answer("Body [1].\n\n" + sources_markdown(sources))
+    surface = WebSurface(SocketChannel(web.WebSocketResponse()), "c1")
+    assert surface.footer(sources) == ""  # nothing is written into the answer's text
+    rendered = render_answer("Body [1].", sources)
     assert rendered.sources == ["[1] a.md › <b>Heading</b>", "[2] b.md"]  # text, shown as text
     assert "Sources" not in rendered.html
-    stored = render_answer("Body [1].", sources)
-    assert stored.sources == rendered.sources
     assert render_answer("No sources here.").sources == []
 
 
