@@ -8,7 +8,10 @@ Pure functions, run in a worker thread by `bot.knowledge`.
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import re
+import stat
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -26,6 +29,12 @@ RST_SUFFIXES = frozenset({".rst"})
 HTML_SUFFIXES = frozenset({".html", ".htm"})
 PDF_SUFFIXES = frozenset({".pdf"})
 SUPPORTED_SUFFIXES = MARKDOWN_SUFFIXES | TEXT_SUFFIXES | RST_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
+
+log = logging.getLogger(__name__)
+
+# A document bigger than this is skipped (logged): a multi-GB file would stall the start and
+# could run the machine out of memory while parsed; real manuals are far smaller.
+MAX_FILE_BYTES = 64 << 20
 
 # Tokens (cl100k, the bundled tiktoken cache) per chunk: a heading's section bigger than this is
 # cut at sentence boundaries, with a little overlap so a sentence cut in two is still findable.
@@ -82,17 +91,53 @@ class Chunk:
 
 
 def source_files(root: Path) -> dict[str, Path]:
-    """Every supported document under `root` by its relative path; hidden files are skipped."""
+    """Every supported document under `root` by its relative path; hidden files are skipped.
+
+    Only regular files whose real path stays inside `root`, and no bigger than MAX_FILE_BYTES:
+    whatever is indexed is quoted back to anyone who asks, so a link to /proc/self/environ or to
+    DATA_DIR's secret key must not be followed, and one huge file must not stall a start.
+    Symlinked folders are not entered. What is skipped is logged with its path.
+    """
     found: dict[str, Path] = {}
     if not root.is_dir():
         return found
-    for path in root.rglob("*"):
-        relative = path.relative_to(root)
-        if any(part.startswith(".") for part in relative.parts):
-            continue
-        if path.suffix.lower() in SUPPORTED_SUFFIXES and path.is_file():
-            found[relative.as_posix()] = path
+    inside = root.resolve()
+    for folder, subfolders, names in os.walk(root, followlinks=False):
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        for name in subfolders:
+            if (Path(folder) / name).is_symlink():
+                log.warning("not indexing %s: a link to a folder", Path(folder) / name)
+        for name in names:
+            path = Path(folder) / name
+            if name.startswith(".") or path.suffix.lower() not in SUPPORTED_SUFFIXES:
+                continue
+            if _indexable(path, inside):
+                found[path.relative_to(root).as_posix()] = path
     return dict(sorted(found.items()))
+
+
+def _indexable(path: Path, inside: Path) -> bool:
+    try:
+        real = path.resolve(strict=True)
+        status = real.stat()
+    except (OSError, RuntimeError) as exc:  # a dangling link, a loop, no permission
+        log.warning("not indexing %s: %s", path, type(exc).__name__)
+        return False
+    if not real.is_relative_to(inside):
+        log.warning("not indexing %s: it points outside the knowledge folder", path)
+        return False
+    if not stat.S_ISREG(status.st_mode):
+        log.warning("not indexing %s: not a regular file", path)
+        return False
+    if status.st_size > MAX_FILE_BYTES:
+        log.warning(
+            "not indexing %s: %d MB, over the %d MB limit",
+            path,
+            status.st_size >> 20,
+            MAX_FILE_BYTES >> 20,
+        )
+        return False
+    return True
 
 
 def file_digest(path: Path) -> str:
