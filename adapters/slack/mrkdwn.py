@@ -5,17 +5,24 @@ Parsed with markdown-it-py (CommonMark + strikethrough) and written back out nod
 lists keep their bullets and numbers, code is kept verbatim. Slack's three control characters
 & < > are escaped everywhere they are not markup, code included: Slack decodes the entities when
 it displays a message, and a raw `<!channel>` inside a model's code block would otherwise ping.
+Only http(s) and mailto targets become Slack links: Slack reads `<!channel|x>`, `<@U1|x>` and
+`<#C1|x>` as a ping or a mention, so `[x](!channel)` from the model or a document is shown as
+the text `x (!channel)` instead.
 The two converters on PyPI were tried first: markdown-to-mrkdwn rewrites text inside code spans
 and escapes nothing; slackify-markdown leaves code unescaped and mangles some links.
 """
 
 from __future__ import annotations
 
+import re
+
 from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
 
 BULLETS = ("•", "◦", "▪")  # by nesting depth, the deepest repeating
 RULE = "———"  # mrkdwn has no horizontal rule
+# The only targets that become Slack links: a web or mail address, with something after the scheme.
+LINK_TARGET = re.compile(r"(?:https?://|mailto:)\S", re.IGNORECASE)
 
 _parser = MarkdownIt("commonmark", {"html": False}).enable("strikethrough")
 
@@ -113,11 +120,19 @@ class _Writer:
         if kind == "s":
             return f"~{self.inlines(node)}~"
         if kind == "link":
-            href = escape(str(node.attrs.get("href", "")))
-            label = self.inlines(node)
-            return f"<{href}>" if not label or label == href else f"<{href}|{label}>"
+            return _link(str(node.attrs.get("href", "")), self.inlines(node))
         if kind == "image":
-            src = escape(str(node.attrs.get("src", "")))
-            alt = escape(node.content) or src
-            return f"<{src}|{alt}>"
+            return _link(str(node.attrs.get("src", "")), escape(node.content))
         return escape(node.content)
+
+
+def _link(target: str, label: str) -> str:
+    """A Slack link for a web or mail `target` (already percent-encoded by the parser, so it
+    holds no `|` or `>`); anything else as text, since Slack would read it as a ping."""
+    if LINK_TARGET.match(target):
+        href = escape(target)
+        return f"<{href}>" if not label or label == href else f"<{href}|{label}>"
+    shown = escape(_parser.normalizeLinkText(target))
+    if not label or label == shown:
+        return shown
+    return f"{label} ({shown})" if shown else label

@@ -33,13 +33,15 @@ NOT_ADMIN = (
 NO_PERMISSION_CHECK = (
     "Couldn't check your permissions with Slack, so nothing was changed. Try again."
 )
+# Slack reads "<...>" in message text as a link or a mention, even in code: escaped, it shows.
+USAGE = "`/setkey &lt;key&gt;`"
 NO_KEY = (
     "No API key is set for this workspace, so answers show the best matching passages only. "
-    "A workspace admin can set one with `/setkey <key>`."
+    f"A workspace admin can set one with {USAGE}."
 )
 KEY_SET = (
     "This workspace's API key is set (ending in …{last4}). Admins can replace it with "
-    "`/setkey <key>` or remove it with `/setkey clear`."
+    f"{USAGE} or remove it with `/setkey clear`."
 )
 SAVED = "Saved. This workspace's API key now ends in …{last4}."
 CLEARED = "Removed this workspace's API key; answers now show the best matching passages only."

@@ -114,10 +114,11 @@ async def test_an_invalid_key_is_refused_and_the_old_one_kept(
 
 async def test_status_and_clear(fake_slack: FakeSlack, bot: Bot) -> None:
     _, status = await setkey(fake_slack, bot, MEMBER, "")
-    assert "No API key is set" in status and "/setkey" in status
+    assert "No API key is set" in status and "/setkey &lt;key&gt;" in status
+    assert "<" not in status  # Slack would read a raw "<key>" as a link
     await setkey(fake_slack, bot, ADMIN, KEY)
     _, status = await setkey(fake_slack, bot, MEMBER, "   ")
-    assert "…9f3c" in status and KEY not in status
+    assert "…9f3c" in status and KEY not in status and "<" not in status
     _, cleared = await setkey(fake_slack, bot, ADMIN, "clear")
     assert "Removed" in cleared
     assert await bot.core.store.get_api_key("slack:T1") is None
