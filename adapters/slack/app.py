@@ -4,6 +4,8 @@ One bot token (SLACK_BOT_TOKEN) or OAuth installs for many workspaces (SLACK_CLI
 SLACK_CLIENT_SECRET, installations kept in the bot's database). Over HTTP, events, commands and
 interactivity arrive at POST /slack/events on the bot's one aiohttp server; with SLACK_APP_TOKEN
 they arrive over Socket Mode instead. `adapters/slack/listeners.py` says what each one becomes.
+A body bolt can't read gets 400 (bolt would fail with a 500); with one bot token, requests from
+other workspaces are dropped before bolt authorizes them (`adapters/slack/home_team.py`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,9 +23,13 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.request.internals import parse_body
 from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.home_team import HomeTeam
 from adapters.slack.install import SlackInstallationStore, SlackStateStore
 from adapters.slack.listeners import SHUTDOWN_GRACE_SECONDS, Listeners
 from adapters.slack.mrkdwn import to_mrkdwn
@@ -70,7 +77,7 @@ def sdk_logger() -> logging.Logger:
 @dataclass(frozen=True)
 class _Served:
     tasks: Background  # drained on shutdown by add_slack_routes / run_socket_mode
-    verifies_requests: bool  # False only for Socket Mode without a signing secret
+    verifier: SignatureVerifier | None  # None only for Socket Mode without a signing secret
     session: aiohttp.ClientSession  # the Web API client's connections, closed after the drain
 
     async def close(self) -> None:
@@ -124,6 +131,8 @@ def build_slack_app(settings: Settings, core: Core) -> AsyncApp:
             logger=logger,
         )
     verifies_requests = bool(signing_secret) or settings.slack_app_token is None
+    # One token: requests from other workspaces the app is installed in are dropped.
+    home = HomeTeam(client) if oauth_settings is None else None
     app = AsyncApp(
         name="answerbot",
         client=client,
@@ -134,9 +143,11 @@ def build_slack_app(settings: Settings, core: Core) -> AsyncApp:
         process_before_response=True,
         # Socket Mode needs no signing secret (Slack is the other end of the socket).
         request_verification_enabled=verifies_requests,
+        before_authorize=home.guard if home else None,
     )
     tasks = Background("Slack")
-    _SERVED[app] = _Served(tasks, verifies_requests, session)
+    verifier = SignatureVerifier(signing_secret) if verifies_requests else None
+    _SERVED[app] = _Served(tasks, verifier, session)
     Listeners(core, tasks, installations, to_mrkdwn).register(app)
     return app
 
@@ -162,13 +173,9 @@ def add_slack_routes(web_app: web.Application, slack_app: AsyncApp) -> None:
 
     With Socket Mode and OAuth, call this too: installs still arrive over HTTP."""
 
-    async def events(request: web.Request) -> web.StreamResponse:
-        return await to_aiohttp_response(
-            await slack_app.async_dispatch(await to_bolt_request(request))
-        )
-
-    if _SERVED[slack_app].verifies_requests:
-        web_app.router.add_post(EVENTS_PATH, events)
+    verifier = _SERVED[slack_app].verifier
+    if verifier is not None:
+        web_app.router.add_post(EVENTS_PATH, _events(slack_app, verifier))
     else:
         # Unsigned requests would be trusted: with Socket Mode and no signing secret, only
         # the install routes are served over HTTP.
@@ -193,6 +200,49 @@ def add_slack_routes(web_app: web.Application, slack_app: AsyncApp) -> None:
         await _SERVED[slack_app].close()
 
     web_app.on_shutdown.append(drain)
+
+
+def _events(
+    slack_app: AsyncApp, verifier: SignatureVerifier
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """POST /slack/events: bolt's aiohttp adapter, with a body bolt can't parse answered 400."""
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        text = _readable(raw, request.content_type)
+        if text is None:
+            return _unreadable(raw, request, verifier)
+        bolt_request = AsyncBoltRequest(
+            body=text,
+            query=request.query_string,
+            headers=request.headers,  # type: ignore[arg-type]
+        )
+        return await to_aiohttp_response(await slack_app.async_dispatch(bolt_request))
+
+    return events
+
+
+def _readable(raw: bytes, content_type: str) -> str | None:
+    """The body as text when bolt can read it (a JSON object, or a form whose `payload` is
+    one); None otherwise. bolt parses the body before it checks the signature, and a body it
+    can't parse would be a 500."""
+    try:
+        text = raw.decode("utf-8")
+        return text if isinstance(parse_body(text, content_type), dict) else None
+    except ValueError:  # not UTF-8, or not JSON
+        return None
+
+
+def _unreadable(raw: bytes, request: web.Request, verifier: SignatureVerifier) -> web.Response:
+    # Only Slack learns that its body was malformed; anyone else gets what bolt would say.
+    try:
+        signed = verifier.is_valid_request(raw, dict(request.headers))
+    except UnicodeDecodeError:  # slack_sdk checks text only; Slack sends nothing but UTF-8
+        signed = True
+    if not signed:
+        return web.Response(status=401, text="invalid request")
+    log.warning("a request to %s is not a UTF-8 JSON object: 400", EVENTS_PATH)
+    return web.Response(status=400, text="malformed request body")
 
 
 async def run_socket_mode(settings: Settings, slack_app: AsyncApp) -> None:
