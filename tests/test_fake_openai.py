@@ -16,7 +16,7 @@ import openai
 import pytest
 
 from tests.fakes.openai import FAKE_KEY, FakeOpenAI, Reply, embed
-from tests.fakes.openai_spec import check_schema
+from tests.fakes.openai.spec import check_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -32,9 +32,8 @@ from aiohttp import web
 from bench.e2e import common
 from bench.e2e.common import Conversation
 from bench.e2e.procs import until_signalled
-from tests.fakes import discord_payloads as payloads
-from tests.fakes.discord import API_PREFIX, FakeDiscord, Interaction
-from tests.fakes.discord_payloads import MEMBER_PERMISSIONS
+from tests.fakes.discord import API_PREFIX, FakeDiscord, Interaction, payloads
+from tests.fakes.discord.payloads import MEMBER_PERMISSIONS
 
 CONVERSATIONS_PER_CHANNEL = 10
 BUDGET_RATE, BUDGET_WINDOW = 5, 5.0  # Discord's per-channel message create/edit limit

@@ -1,6 +1,6 @@
 """Slack calling the bot, for the fake Slack: signed Events API, slash-command and interactivity
 requests over HTTP (X-Slack-Signature v0, X-Slack-Retry-Num for redeliveries), and the same
-payloads over Socket Mode. A mixin of `tests.fakes.slack.FakeSlack`, whose state it reads."""
+payloads over Socket Mode."""
 
 from __future__ import annotations
 
@@ -8,42 +8,22 @@ import hashlib
 import hmac
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 
-if TYPE_CHECKING:
-    from tests.fakes.slack import Message, Team
-
-APP_ID = "A0FAKEAPP"
+from tests.fakes.slack.state import APP_ID, Message, SlackState
 
 
-class SlackSender:
+class SlackSender(SlackState):
     """Builds what Slack sends and sends it to `bot_url` (HTTP) or down the open socket."""
 
-    teams: dict[str, Team]
-    channels: dict[str, str]
-    channel_types: dict[str, str]
     bot_url: str
     url: str
     signing_secret: str
-    _ids: Any
     _session: aiohttp.ClientSession | None
     _sockets: list[Any]
-
-    def user_says(
-        self,
-        team_id: str,
-        channel: str,
-        user: str,
-        text: str,
-        *,
-        thread_ts: str | None = None,
-        channel_type: str = "channel",
-    ) -> Message:
-        """Record a person's message (FakeSlack keeps the messages)."""
-        raise NotImplementedError
 
     def events_for(self, team_id: str, message: Message) -> list[dict[str, Any]]:
         """The events Slack sends for a message: `message`, plus `app_mention` when it mentions

@@ -1,0 +1,153 @@
+"""The fake Discord's server: one aiohttp app on loopback with the gateway socket and the REST
+API under /api/v10, where every request is checked against Discord's published spec, recorded
+and routed to what discord.py calls."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.discord import payloads
+from tests.fakes.discord.rules import json_response, unknown
+from tests.fakes.discord.spec import SpecChecker
+from tests.fakes.discord.state import FAKE_TOKEN
+from tests.fakes.discord.writes import Writes
+
+API_PREFIX = "/api/v10"
+
+
+class FakeDiscord(Writes):
+    """Start with `await fake.start()`; point the bot at `api_url` and `gateway_url`."""
+
+    def __init__(
+        self,
+        *,
+        token: str = FAKE_TOKEN,
+        budget_rate: int = 5,
+        budget_window: float = 5.0,
+        advertise_budget: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(
+            token=token,
+            budget_rate=budget_rate,
+            budget_window=budget_window,
+            advertise_budget=advertise_budget,
+            clock=clock,
+        )
+        self._spec = SpecChecker()
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/gateway", self._gateway)
+        app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._rest)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{API_PREFIX}"
+
+    @property
+    def tolerated(self) -> list[str]:
+        """Known discord.py extras the spec leaves out (see spec.py)."""
+        return self._spec.tolerated
+
+    async def _rest(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        path = "/" + request.match_info["tail"]
+        query = dict(request.query)
+        problem = self._spec.check(request.method, API_PREFIX + path, query, body)
+        if problem:
+            self.violations.append(problem)
+        payload = json.loads(body) if body else None
+        if body and request.content_type != "application/json":
+            self.violations.append(f"{request.method} {path}: body is {request.content_type}")
+        self.requests.append((request.method, path, payload))
+        parts = path.strip("/").split("/")
+        by_token = parts[0] in ("webhooks", "interactions")
+        if not by_token and request.headers.get("Authorization") != f"Bot {self.token}":
+            return json_response({"message": "401: Unauthorized", "code": 0}, status=401)
+        async with self.changed:
+            response = self._route(request.method, parts, query, payload)
+            self.changed.notify_all()
+        return response
+
+    def _route(
+        self, method: str, parts: list[str], query: dict[str, str], body: Any
+    ) -> web.Response:
+        match (method, parts):
+            case ("GET", ["gateway", "bot"]):
+                return json_response(
+                    {
+                        "url": self.gateway_url,
+                        "shards": 1,
+                        "session_start_limit": {
+                            "total": 1000,
+                            "remaining": 1000 - self.identifies,
+                            "reset_after": 86_400_000,
+                            "max_concurrency": 1,
+                        },
+                    }
+                )
+            case ("GET", ["users", "@me"]):
+                return json_response(self.users[self.bot_id])
+            case ("GET", ["oauth2", "applications", "@me"]):
+                bot = self.users[self.bot_id]
+                return json_response(payloads.application(self.application_id, bot))
+            case ("PUT", ["applications", _, "commands"]):
+                return self._put_commands("global", body)
+            case ("PUT", ["applications", _, "guilds", guild_id, "commands"]):
+                return self._put_commands(guild_id, body)
+            case ("GET", ["applications", _, "commands"]):
+                return json_response(self.commands.get("global", []))
+            case ("GET", ["applications", _, "guilds", guild_id, "commands"]):
+                return json_response(self.commands.get(guild_id, []))
+            case ("POST", ["interactions", interaction_id, token, "callback"]):
+                return self._callback(interaction_id, token, query, body)
+            case ("PATCH", ["webhooks", _, token, "messages", "@original"]):
+                interaction = self._by_token(token)
+                if interaction is None or interaction.original_id is None:
+                    return unknown("Unknown Message", 10008)
+                return self._edit(interaction.original_id, body)
+            case ("PATCH", ["webhooks", _, token, "messages", message_id]):
+                interaction = self._by_token(token)
+                if interaction is None or message_id not in interaction.followup_ids:
+                    return unknown("Unknown Message", 10008)
+                return self._edit(message_id, body)
+            case ("POST", ["webhooks", _, token]):
+                interaction = self._by_token(token)
+                if interaction is None:
+                    return unknown("Unknown Webhook", 10015)
+                response = self._create(interaction.channel_id, body, webhook=True)
+                if response.status == 200:
+                    assert isinstance(response.body, bytes)
+                    interaction.followup_ids.append(json.loads(response.body)["id"])
+                return response
+            case ("POST", ["channels", channel_id, "messages"]):
+                return self._create(channel_id, body)
+            case ("PATCH", ["channels", channel_id, "messages", message_id]):
+                message = self.messages.get(message_id)
+                if message is None or message["channel_id"] != channel_id:
+                    return unknown("Unknown Message", 10008)
+                return self._edit(message_id, body)
+            case ("POST", ["channels", channel_id, "messages", message_id, "threads"]):
+                return self._thread(channel_id, message_id, body)
+        self.violations.append(f"{method} /{'/'.join(parts)}: not implemented by the fake")
+        return unknown("404: Not Found", 0)

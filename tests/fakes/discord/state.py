@@ -1,0 +1,117 @@
+"""What the fake Discord knows and has seen: the bot's application, users, guilds with their
+channels and members' permissions, messages, interactions, the commands synced, every REST
+request and every violation found; plus waiting for any of it to change."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.fakes.discord import payloads
+
+FAKE_TOKEN = "fake-bot-token"
+
+_ids = itertools.count(1_300_000_000_000_000_000)
+
+
+def snowflake() -> str:
+    return str(next(_ids))
+
+
+@dataclass
+class Guild:
+    id: str
+    name: str
+    channel_ids: list[str]
+    members: dict[str, int]  # user id -> permission bits
+
+
+@dataclass
+class Interaction:
+    id: str
+    token: str
+    type: int
+    guild_id: str
+    channel_id: str
+    user_id: str
+    callbacks: list[dict[str, Any]] = field(default_factory=list)
+    original_id: str | None = None
+    followup_ids: list[str] = field(default_factory=list)
+    created_at: float = 0.0
+
+    @property
+    def modal(self) -> dict[str, Any] | None:
+        for callback in self.callbacks:
+            if callback["type"] == 9:
+                data: dict[str, Any] = callback["data"]
+                return data
+        return None
+
+
+class DiscordState:
+    """The world the bot sees, and the record of what it did; `changed` wakes `wait_for`."""
+
+    def __init__(
+        self, *, token: str = FAKE_TOKEN, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.token = token
+        self.application_id = snowflake()
+        self.bot_id = self.application_id
+        self._clock = clock
+        self.guilds: dict[str, Guild] = {}
+        self.channels: dict[str, dict[str, Any]] = {}
+        self.users: dict[str, dict[str, Any]] = {}
+        self.messages: dict[str, dict[str, Any]] = {}
+        self.interactions: dict[str, Interaction] = {}
+        self.commands: dict[str, list[dict[str, Any]]] = {}
+        self.command_syncs: list[str] = []
+        self.refuse_commands: set[str] = set()  # scopes answering 403 (app not authorised)
+        self.requests: list[tuple[str, str, Any]] = []
+        self.violations: list[str] = []
+        self.rate_limited = 0
+        self.changed = asyncio.Condition()
+        self.users[self.bot_id] = payloads.user(self.bot_id, "answerbot", bot=True)
+
+    # -- world building -----------------------------------------------------------------------
+
+    def add_user(self, name: str) -> str:
+        user_id = snowflake()
+        self.users[user_id] = payloads.user(user_id, name)
+        return user_id
+
+    def add_guild(self, name: str, members: dict[str, int]) -> tuple[str, str]:
+        """A guild with one text channel; returns (guild id, channel id)."""
+        guild_id, channel_id = snowflake(), snowflake()
+        self.guilds[guild_id] = Guild(guild_id, name, [channel_id], dict(members))
+        self.channels[channel_id] = payloads.text_channel(channel_id, guild_id)
+        return guild_id, channel_id
+
+    def _new_message(self, channel_id: str, author: dict[str, Any], content: str) -> dict[str, Any]:
+        guild_id = self.channels[channel_id].get("guild_id")
+        return payloads.message(snowflake(), channel_id, guild_id, author, content)
+
+    # -- what happened --------------------------------------------------------------------------
+
+    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
+        """Wait until `predicate()` is truthy after some change; returns its value."""
+
+        async def poll() -> Any:
+            async with self.changed:
+                while not (result := predicate()):
+                    await self.changed.wait()
+                return result
+
+        return await asyncio.wait_for(poll(), timeout)
+
+    def channel_messages(self, channel_id: str) -> list[dict[str, Any]]:
+        return [m for m in self.messages.values() if m["channel_id"] == channel_id]
+
+    def _visible_commands(self, guild_id: str) -> list[dict[str, Any]]:
+        return self.commands.get(guild_id, []) + self.commands.get("global", [])
+
+    def _by_token(self, token: str) -> Interaction | None:
+        return next((i for i in self.interactions.values() if i.token == token), None)

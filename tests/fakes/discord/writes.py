@@ -1,0 +1,212 @@
+"""What the bot's REST writes do to the fake Discord's state under Discord's rules: messages
+created and edited (charged to the channel's budget), interaction callbacks (within 3 seconds,
+once), commands synced, threads started."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.discord import payloads
+from tests.fakes.discord.gateway import Gateway
+from tests.fakes.discord.payloads import TIMESTAMP
+from tests.fakes.discord.rules import (
+    ACK_DEADLINE_SECONDS,
+    EPHEMERAL,
+    MAX_CONTENT,
+    ChannelBudget,
+    invalid,
+    json_response,
+    mentions_problem,
+    unknown,
+)
+from tests.fakes.discord.state import FAKE_TOKEN, Interaction, snowflake
+
+DEFAULT_ARCHIVE_MINUTES = 1440
+
+
+class Writes(Gateway):
+    """The bot's writes on top of the gateway (a thread it creates is announced there)."""
+
+    def __init__(
+        self,
+        *,
+        token: str = FAKE_TOKEN,
+        budget_rate: int = 5,
+        budget_window: float = 5.0,
+        advertise_budget: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(token=token, clock=clock)
+        self.budget = ChannelBudget(budget_rate, budget_window, clock)
+        # False models a limit discord.py can't see coming (Discord's shared per-channel cap):
+        # no X-RateLimit headers on successes, so only 429s tell.
+        self.advertise_budget = advertise_budget
+
+    @property
+    def budget_rate(self) -> int:
+        return self.budget.rate
+
+    @property
+    def budget_window(self) -> float:
+        return self.budget.window
+
+    def _put_commands(self, scope: str, body: list[dict[str, Any]]) -> web.Response:
+        if scope in self.refuse_commands:
+            return json_response({"message": "Missing Access", "code": 50001}, status=403)
+        self.command_syncs.append(scope)
+        stored = []
+        for command in body:
+            item = {
+                "id": snowflake(),
+                "application_id": self.application_id,
+                "version": snowflake(),
+                "type": 1,
+                "default_member_permissions": None,
+                "nsfw": False,
+                **command,
+            }
+            if scope != "global":
+                item["guild_id"] = scope
+            stored.append(item)
+        self.commands[scope] = stored
+        return json_response(stored)
+
+    def _callback(
+        self, interaction_id: str, token: str, query: dict[str, str], body: dict[str, Any]
+    ) -> web.Response:
+        interaction = self.interactions.get(interaction_id)
+        if interaction is None or interaction.token != token:
+            return unknown("Unknown interaction", 10062)
+        if self._clock() - interaction.created_at > ACK_DEADLINE_SECONDS:
+            self.violations.append(f"interaction {interaction_id} acknowledged after 3 seconds")
+            return unknown("Unknown interaction", 10062)  # what Discord answers then
+        if interaction.callbacks:
+            return json_response(
+                {"message": "Interaction has already been acknowledged.", "code": 40060}, status=400
+            )
+        interaction.callbacks.append(body)
+        kind, data = body["type"], body.get("data") or {}
+        message: dict[str, Any] | None = None
+        if kind in (4, 5):
+            if not self._mentions_off(f"callback {kind}", data, needs_content=kind == 4):
+                return invalid()
+            if len(data.get("content") or "") > MAX_CONTENT:
+                return self._too_long("interaction callback")
+            message = self._new_message(
+                interaction.channel_id, self.users[self.bot_id], data.get("content", "")
+            )
+            message["flags"] = int(data.get("flags") or 0)
+            message["loading"] = kind == 5
+            message["components"] = data.get("components", [])
+            message["webhook_id"] = self.application_id
+            self.messages[message["id"]] = message
+            interaction.original_id = message["id"]
+        elif kind != 9:
+            return json_response(
+                {"message": f"callback type {kind} unsupported", "code": 0}, status=400
+            )
+        if query.get("with_response") not in ("1", "true", "True"):
+            return web.Response(status=204)
+        return json_response(_callback_result(interaction, kind, message))
+
+    def _create(
+        self, channel_id: str, body: dict[str, Any], *, webhook: bool = False
+    ) -> web.Response:
+        if channel_id not in self.channels:
+            return unknown("Unknown Channel", 10003)
+        if not self._mentions_off("create", body, needs_content=True):
+            return invalid()
+        content = body.get("content") or ""
+        if len(content) > MAX_CONTENT:
+            return self._too_long("create")
+        ephemeral = bool(int(body.get("flags") or 0) & EPHEMERAL)
+        if not ephemeral and (limited := self._spend(channel_id)) is not None:
+            return limited
+        message = self._new_message(channel_id, self.users[self.bot_id], content)
+        message["components"] = body.get("components", [])
+        message["flags"] = int(body.get("flags") or 0)
+        if webhook:
+            message["webhook_id"] = self.application_id
+        if "message_reference" in body:
+            message["type"] = 19
+            message["message_reference"] = {**body["message_reference"], "type": 0}
+        self.messages[message["id"]] = message
+        return self._with_budget_headers(json_response(message), channel_id)
+
+    def _edit(self, message_id: str, body: dict[str, Any]) -> web.Response:
+        message = self.messages[message_id]
+        if not self._mentions_off("edit", body, needs_content="content" in body):
+            return invalid()
+        if len(body.get("content") or "") > MAX_CONTENT:
+            return self._too_long("edit")
+        channel_id = message["channel_id"]
+        if not message["flags"] & EPHEMERAL and (limited := self._spend(channel_id)) is not None:
+            return limited
+        if "content" in body:
+            message["content"] = body["content"] or ""
+        if "components" in body:
+            message["components"] = body["components"] or []
+        message["loading"] = False
+        message["edits"] = message.get("edits", 0) + 1
+        message["edited_timestamp"] = TIMESTAMP
+        return self._with_budget_headers(json_response(message), channel_id)
+
+    def _thread(self, channel_id: str, message_id: str, body: dict[str, Any]) -> web.Response:
+        parent = self.channels[channel_id]
+        # Discord gives a thread started from a message that message's id.
+        archive_minutes = body.get("auto_archive_duration", DEFAULT_ARCHIVE_MINUTES)
+        thread = payloads.thread(message_id, parent, self.bot_id, body["name"], archive_minutes)
+        self.channels[message_id] = thread
+        asyncio.get_running_loop().create_task(
+            self._dispatch("THREAD_CREATE", {**thread, "newly_created": True})
+        )
+        return json_response(thread, status=201)
+
+    # -- Discord's rules, applied ---------------------------------------------------------------
+
+    def _mentions_off(self, what: str, body: dict[str, Any], *, needs_content: bool) -> bool:
+        problem = mentions_problem(what, body, needs_content=needs_content)
+        if problem is not None:
+            self.violations.append(problem)
+        return problem is None
+
+    def _too_long(self, what: str) -> web.Response:
+        self.violations.append(f"{what}: content over {MAX_CONTENT} characters")
+        return invalid()
+
+    def _spend(self, channel_id: str) -> web.Response | None:
+        """Discord's per-channel create/edit budget: None if allowed, else the 429 response."""
+        retry_after = self.budget.spend(channel_id)
+        if retry_after is None:
+            return None
+        self.rate_limited += 1
+        return self.budget.limited(channel_id, retry_after)
+
+    def _with_budget_headers(self, response: web.Response, channel_id: str) -> web.Response:
+        if self.advertise_budget:
+            response.headers.update(self.budget.headers(channel_id))
+        return response
+
+
+def _callback_result(
+    interaction: Interaction, kind: int, message: dict[str, Any] | None
+) -> dict[str, Any]:
+    """An interaction callback's response body, asked for with `with_response`."""
+    result: dict[str, Any] = {
+        "interaction": {
+            "id": interaction.id,
+            "type": interaction.type,
+            "response_message_id": message["id"] if message else None,
+            "response_message_loading": kind == 5,
+            "response_message_ephemeral": bool(message and message["flags"] & EPHEMERAL),
+        },
+        "resource": {"type": kind},
+    }
+    if message is not None:
+        result["resource"]["message"] = message
+    return result
