@@ -3,8 +3,8 @@ GET /bench/stats route counting the embedding requests and texts it has served.
 
     .venv/bin/python bench/fake_embeddings.py [--port 0] [--dims 384]   (prints FAKE_OPENAI_URL=...)
 
-The counting lives here, not in tests/fakes/openai.py, so the tests' fake keeps its behaviour. The
-recorded requests are dropped as they are counted: 100k chunks' bodies would only cost memory.
+The counting lives here, not in tests/fakes/openai/, so the tests' fake keeps its behaviour. No
+request is kept (`keep_requests=False`): 100k chunks' bodies would only cost memory.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.fakes.openai import FAKE_KEY, FakeOpenAI, serve
+from tests.fakes.openai import FAKE_KEY, FakeOpenAI, Recorded, serve
 
 STATS_PATH = "/bench/stats"
 BENCH_DIMS = 384
@@ -29,7 +29,7 @@ class CountingFake(FakeOpenAI):
     """FakeOpenAI plus counters of embedding requests and embedded texts."""
 
     def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
+        super().__init__(keep_requests=False, **options)
         self.embedding_calls = 0
         self.embedded_texts = 0
 
@@ -38,14 +38,12 @@ class CountingFake(FakeOpenAI):
         app.router.add_get(STATS_PATH, self._stats)
         return app
 
-    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
-        response = await super()._embeddings(request)
+    def on_request(self, recorded: Recorded) -> None:
+        if not recorded.path.endswith("/embeddings"):
+            return
         self.embedding_calls += 1
-        body = self.requests[-1].body if self.requests else None
-        inputs = body.get("input") if isinstance(body, dict) else None
+        inputs = recorded.body.get("input") if isinstance(recorded.body, dict) else None
         self.embedded_texts += len(inputs) if isinstance(inputs, list) else 1
-        self.requests.clear()
-        return response
 
     async def _stats(self, request: web.Request) -> web.Response:
         return web.json_response(

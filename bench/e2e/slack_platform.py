@@ -28,7 +28,7 @@ from aiohttp import web
 from bench.e2e.common import Conversation, question_text, shows_answer
 from bench.e2e.procs import until_signalled
 from bot.streaming.editor import MARKER
-from tests.fakes.slack import SIGNING_SECRET, FakeSlack, Team, _arguments
+from tests.fakes.slack import SIGNING_SECRET, FakeSlack, Team
 
 TEAM = "T1"
 USER = "U0ASKER"
@@ -79,8 +79,17 @@ class BenchSlack(FakeSlack):
         self.speedup = speedup
         self.update_limit = (UPDATE_LIMIT[0], UPDATE_LIMIT[1] / speedup)
         self.post_limit = (POST_LIMIT[0], POST_LIMIT[1] / speedup)
-        super().__init__(update_limit=self.update_limit, post_limit=self.post_limit)
-        self.check_spec = check_spec
+        # The spec checks parse every call: CPU the bench can spare. Recording every call's
+        # arguments and waking waiters on each is for tests; a run of hundreds of answers needs
+        # neither. Every question goes out at once: aiohttp's default pool of 100 connections
+        # would queue the rest and add that wait to their ack latency.
+        super().__init__(
+            update_limit=self.update_limit,
+            post_limit=self.post_limit,
+            check_spec=check_spec,
+            record_calls=False,
+            connection_limit=0,
+        )
         self.team: Team = self.add_team(TEAM)
         self.add_user(TEAM, USER)
         self._reset()
@@ -96,14 +105,6 @@ class BenchSlack(FakeSlack):
         self.last_seen = 0.0  # when the platform last saw any write
         self.pending: set[int] = set()
         self.all_done = asyncio.Event()
-
-    async def start(self) -> None:
-        await super().start()
-        # Every question goes out at once: aiohttp's default pool of 100 connections would
-        # queue the rest and add that wait to their ack latency.
-        if self._session is not None:
-            await self._session.close()
-        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
 
     # -- budgets --------------------------------------------------------------------------------
 
@@ -138,20 +139,9 @@ class BenchSlack(FakeSlack):
 
     # -- the Web API, observed ------------------------------------------------------------------
 
-    async def _api(self, request: web.Request) -> web.Response:
-        # The parent also keeps every call's arguments and wakes waiters on each; a run of
-        # hundreds of answers needs neither.
-        method = request.match_info["method"]
-        args = await _arguments(request)
-        team = self._team_for(request, method)
-        status, body, headers = self._dispatch(method, args, team, request)
+    def on_call(self, method: str, args: dict[str, Any], status: int, body: dict[str, Any]) -> None:
         if method in WRITES:
             self._observe(method, args, status, body)
-        return web.json_response(body, status=status, headers=headers)
-
-    def _check(self, method: str, args: dict[str, Any], team: Team | None) -> None:
-        if self.check_spec:  # it parses every call against the spec: CPU the bench can spare
-            super()._check(method, args, team)
 
     def _observe(
         self, method: str, args: dict[str, Any], status: int, body: dict[str, Any]
@@ -284,11 +274,12 @@ class BenchSlack(FakeSlack):
 
     async def _wait_serving(self, deadline: float) -> None:
         """The runner waits for /healthz too; this keeps a hand-started run honest."""
-        assert self._session is not None
+        session = self.session
+        assert session is not None
         until = time.monotonic() + deadline
         while time.monotonic() < until:
             with contextlib.suppress(aiohttp.ClientError):
-                async with self._session.get(f"{self.bot_url}/healthz") as response:
+                async with session.get(f"{self.bot_url}/healthz") as response:
                     if response.status == 200:
                         return
             await asyncio.sleep(HEALTH_POLL)

@@ -19,7 +19,7 @@ from tests.fakes.discord.gateway import HEARTBEAT_INTERVAL_MS, MESSAGE_CONTENT_I
 from tests.fakes.discord.payloads import MEMBER_PERMISSIONS, TIMESTAMP
 from tests.fakes.discord.rules import ACK_DEADLINE_SECONDS, EPHEMERAL, MANAGE_GUILD
 from tests.fakes.discord.server import API_PREFIX, FakeDiscord
-from tests.fakes.discord.state import FAKE_TOKEN, Guild, Interaction, snowflake
+from tests.fakes.discord.state import FAKE_TOKEN, Guild, Interaction, RestCall, snowflake
 from tests.fakes.discord.writes import DEFAULT_ARCHIVE_MINUTES
 
 __all__ = [
@@ -36,5 +36,6 @@ __all__ = [
     "FakeDiscord",
     "Guild",
     "Interaction",
+    "RestCall",
     "snowflake",
 ]

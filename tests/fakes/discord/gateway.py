@@ -25,9 +25,13 @@ class Gateway(DiscordState):
     """The gateway socket and the events it carries; `ready` is set once the bot identified."""
 
     def __init__(
-        self, *, token: str = FAKE_TOKEN, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        token: str = FAKE_TOKEN,
+        clock: Callable[[], float] = time.monotonic,
+        application_id: str | None = None,
     ) -> None:
-        super().__init__(token=token, clock=clock)
+        super().__init__(token=token, clock=clock, application_id=application_id)
         self.identifies = 0
         self.resumes = 0
         self.identify_payloads: list[dict[str, Any]] = []
@@ -54,7 +58,7 @@ class Gateway(DiscordState):
     async def slash(
         self, guild_id: str, channel_id: str, user_id: str, name: str, **options: str
     ) -> Interaction:
-        command = next(c for c in self._visible_commands(guild_id) if c["name"] == name)
+        command = next(c for c in self.visible_commands(guild_id) if c["name"] == name)
         data: dict[str, Any] = {
             "id": command["id"],
             "name": name,
@@ -197,9 +201,9 @@ class Gateway(DiscordState):
             guild_id,
             channel_id,
             user_id,
-            created_at=self._clock(),
+            created_at=self.clock(),
         )
-        self.interactions[interaction.id] = interaction
+        self._add_interaction(interaction)
         await self._dispatch(
             "INTERACTION_CREATE",
             {

@@ -7,21 +7,27 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any
 
 from aiohttp import web
 
 from tests.fakes.discord import payloads
 from tests.fakes.discord.rules import json_response, unknown
 from tests.fakes.discord.spec import SpecChecker
-from tests.fakes.discord.state import FAKE_TOKEN
+from tests.fakes.discord.state import FAKE_TOKEN, RestCall
 from tests.fakes.discord.writes import Writes
 
 API_PREFIX = "/api/v10"
 
 
 class FakeDiscord(Writes):
-    """Start with `await fake.start()`; point the bot at `api_url` and `gateway_url`."""
+    """Start with `await fake.start()`; point the bot at `api_url` and `gateway_url`.
+
+    For the benchmark: `check_spec=False` skips the spec checks (and loading the spec), an
+    `application_id` replaces the generated one (the bot's user id is the same), and a subclass
+    may add routes in `app()` and override three hooks: `admit()` to refuse a request before the
+    fake looks at it, `on_routed()` to see each REST call with its response, `on_spend()` (in
+    writes.py) to see each write charged to a channel's budget.
+    """
 
     def __init__(
         self,
@@ -31,6 +37,8 @@ class FakeDiscord(Writes):
         budget_window: float = 5.0,
         advertise_budget: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        check_spec: bool = True,
+        application_id: str | None = None,
     ) -> None:
         super().__init__(
             token=token,
@@ -38,17 +46,23 @@ class FakeDiscord(Writes):
             budget_window=budget_window,
             advertise_budget=advertise_budget,
             clock=clock,
+            application_id=application_id,
         )
-        self._spec = SpecChecker()
+        self.check_spec = check_spec
+        self._spec = SpecChecker() if check_spec else None
         self._runner: web.AppRunner | None = None
 
-    async def start(self) -> None:
+    def app(self) -> web.Application:
+        """The gateway and the REST API in one aiohttp app; a subclass may add routes."""
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._rest)
-        self._runner = web.AppRunner(app, access_log=None)
+        return app
+
+    async def start(self, port: int = 0) -> None:
+        self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         server = site._server
         assert server is not None
@@ -67,31 +81,49 @@ class FakeDiscord(Writes):
     @property
     def tolerated(self) -> list[str]:
         """Known discord.py extras the spec leaves out (see spec.py)."""
-        return self._spec.tolerated
+        return self._spec.tolerated if self._spec is not None else []
+
+    # -- hooks ----------------------------------------------------------------------------------
+
+    def admit(self, method: str, parts: list[str]) -> web.Response | None:
+        """Called first with every REST request (`parts`: its path under /api/v10, split at /):
+        a response returned is sent instead, unchecked and unrecorded. None here: all pass."""
+        return None
+
+    def on_routed(self, call: RestCall, response: web.Response) -> None:
+        """Called with every REST call the fake routed and its response, before `changed`
+        wakes the waiters. Does nothing here."""
+
+    # -- REST -----------------------------------------------------------------------------------
 
     async def _rest(self, request: web.Request) -> web.Response:
-        body = await request.read()
         path = "/" + request.match_info["tail"]
+        parts = path.strip("/").split("/")
+        if (refused := self.admit(request.method, parts)) is not None:
+            return refused
+        body = await request.read()
         query = dict(request.query)
-        problem = self._spec.check(request.method, API_PREFIX + path, query, body)
-        if problem:
+        spec = self._spec
+        if spec is not None and (
+            problem := spec.check(request.method, API_PREFIX + path, query, body)
+        ):
             self.violations.append(problem)
         payload = json.loads(body) if body else None
         if body and request.content_type != "application/json":
             self.violations.append(f"{request.method} {path}: body is {request.content_type}")
         self.requests.append((request.method, path, payload))
-        parts = path.strip("/").split("/")
         by_token = parts[0] in ("webhooks", "interactions")
         if not by_token and request.headers.get("Authorization") != f"Bot {self.token}":
             return json_response({"message": "401: Unauthorized", "code": 0}, status=401)
+        call = RestCall(request.method, parts, query, payload)
         async with self.changed:
-            response = self._route(request.method, parts, query, payload)
+            response = self._route(call)
+            self.on_routed(call, response)
             self.changed.notify_all()
         return response
 
-    def _route(
-        self, method: str, parts: list[str], query: dict[str, str], body: Any
-    ) -> web.Response:
+    def _route(self, call: RestCall) -> web.Response:
+        method, parts, query, body = call.method, call.parts, call.query, call.body
         match (method, parts):
             case ("GET", ["gateway", "bot"]):
                 return json_response(
@@ -122,31 +154,31 @@ class FakeDiscord(Writes):
             case ("POST", ["interactions", interaction_id, token, "callback"]):
                 return self._callback(interaction_id, token, query, body)
             case ("PATCH", ["webhooks", _, token, "messages", "@original"]):
-                interaction = self._by_token(token)
+                interaction = self.interaction_for_token(token)
                 if interaction is None or interaction.original_id is None:
                     return unknown("Unknown Message", 10008)
-                return self._edit(interaction.original_id, body)
+                return self._edit(call, interaction.original_id)
             case ("PATCH", ["webhooks", _, token, "messages", message_id]):
-                interaction = self._by_token(token)
+                interaction = self.interaction_for_token(token)
                 if interaction is None or message_id not in interaction.followup_ids:
                     return unknown("Unknown Message", 10008)
-                return self._edit(message_id, body)
+                return self._edit(call, message_id)
             case ("POST", ["webhooks", _, token]):
-                interaction = self._by_token(token)
+                interaction = self.interaction_for_token(token)
                 if interaction is None:
                     return unknown("Unknown Webhook", 10015)
-                response = self._create(interaction.channel_id, body, webhook=True)
+                response = self._create(call, interaction.channel_id, webhook=True)
                 if response.status == 200:
                     assert isinstance(response.body, bytes)
                     interaction.followup_ids.append(json.loads(response.body)["id"])
                 return response
             case ("POST", ["channels", channel_id, "messages"]):
-                return self._create(channel_id, body)
+                return self._create(call, channel_id)
             case ("PATCH", ["channels", channel_id, "messages", message_id]):
                 message = self.messages.get(message_id)
                 if message is None or message["channel_id"] != channel_id:
                     return unknown("Unknown Message", 10008)
-                return self._edit(message_id, body)
+                return self._edit(call, message_id)
             case ("POST", ["channels", channel_id, "messages", message_id, "threads"]):
                 return self._thread(channel_id, message_id, body)
         self.violations.append(f"{method} /{'/'.join(parts)}: not implemented by the fake")

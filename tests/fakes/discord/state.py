@@ -52,21 +52,36 @@ class Interaction:
         return None
 
 
+@dataclass(frozen=True)
+class RestCall:
+    """A REST request as the fake routes it: `parts` is its path under /api/v10, split at /."""
+
+    method: str
+    parts: list[str]
+    query: dict[str, str]
+    body: Any  # parsed JSON, or None
+
+
 class DiscordState:
     """The world the bot sees, and the record of what it did; `changed` wakes `wait_for`."""
 
     def __init__(
-        self, *, token: str = FAKE_TOKEN, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        token: str = FAKE_TOKEN,
+        clock: Callable[[], float] = time.monotonic,
+        application_id: str | None = None,
     ) -> None:
         self.token = token
-        self.application_id = snowflake()
+        self.application_id = application_id or snowflake()
         self.bot_id = self.application_id
-        self._clock = clock
+        self.clock = clock
         self.guilds: dict[str, Guild] = {}
         self.channels: dict[str, dict[str, Any]] = {}
         self.users: dict[str, dict[str, Any]] = {}
         self.messages: dict[str, dict[str, Any]] = {}
         self.interactions: dict[str, Interaction] = {}
+        self._tokens: dict[str, Interaction] = {}  # interaction token -> interaction
         self.commands: dict[str, list[dict[str, Any]]] = {}
         self.command_syncs: list[str] = []
         self.refuse_commands: set[str] = set()  # scopes answering 403 (app not authorised)
@@ -90,6 +105,17 @@ class DiscordState:
         self.channels[channel_id] = payloads.text_channel(channel_id, guild_id)
         return guild_id, channel_id
 
+    def add_channel(self, guild_id: str, name: str, channel_id: str | None = None) -> str:
+        """Another text channel in the guild (with this id, if given); returns its id."""
+        channel_id = channel_id or snowflake()
+        self.channels[channel_id] = payloads.text_channel(channel_id, guild_id, name)
+        self.guilds[guild_id].channel_ids.append(channel_id)
+        return channel_id
+
+    def _add_interaction(self, interaction: Interaction) -> None:
+        self.interactions[interaction.id] = interaction
+        self._tokens[interaction.token] = interaction
+
     def _new_message(self, channel_id: str, author: dict[str, Any], content: str) -> dict[str, Any]:
         guild_id = self.channels[channel_id].get("guild_id")
         return payloads.message(snowflake(), channel_id, guild_id, author, content)
@@ -110,8 +136,9 @@ class DiscordState:
     def channel_messages(self, channel_id: str) -> list[dict[str, Any]]:
         return [m for m in self.messages.values() if m["channel_id"] == channel_id]
 
-    def _visible_commands(self, guild_id: str) -> list[dict[str, Any]]:
+    def visible_commands(self, guild_id: str) -> list[dict[str, Any]]:
+        """The commands synced that a member of the guild sees: the guild's, then global ones."""
         return self.commands.get(guild_id, []) + self.commands.get("global", [])
 
-    def _by_token(self, token: str) -> Interaction | None:
-        return next((i for i in self.interactions.values() if i.token == token), None)
+    def interaction_for_token(self, token: str) -> Interaction | None:
+        return self._tokens.get(token)

@@ -24,7 +24,7 @@ from tests.fakes.discord.rules import (
     mentions_problem,
     unknown,
 )
-from tests.fakes.discord.state import FAKE_TOKEN, Interaction, snowflake
+from tests.fakes.discord.state import FAKE_TOKEN, Interaction, RestCall, snowflake
 
 DEFAULT_ARCHIVE_MINUTES = 1440
 
@@ -40,8 +40,9 @@ class Writes(Gateway):
         budget_window: float = 5.0,
         advertise_budget: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        application_id: str | None = None,
     ) -> None:
-        super().__init__(token=token, clock=clock)
+        super().__init__(token=token, clock=clock, application_id=application_id)
         self.budget = ChannelBudget(budget_rate, budget_window, clock)
         # False models a limit discord.py can't see coming (Discord's shared per-channel cap):
         # no X-RateLimit headers on successes, so only 429s tell.
@@ -82,7 +83,7 @@ class Writes(Gateway):
         interaction = self.interactions.get(interaction_id)
         if interaction is None or interaction.token != token:
             return unknown("Unknown interaction", 10062)
-        if self._clock() - interaction.created_at > ACK_DEADLINE_SECONDS:
+        if self.clock() - interaction.created_at > ACK_DEADLINE_SECONDS:
             self.violations.append(f"interaction {interaction_id} acknowledged after 3 seconds")
             return unknown("Unknown interaction", 10062)  # what Discord answers then
         if interaction.callbacks:
@@ -114,9 +115,8 @@ class Writes(Gateway):
             return web.Response(status=204)
         return json_response(_callback_result(interaction, kind, message))
 
-    def _create(
-        self, channel_id: str, body: dict[str, Any], *, webhook: bool = False
-    ) -> web.Response:
+    def _create(self, call: RestCall, channel_id: str, *, webhook: bool = False) -> web.Response:
+        body: dict[str, Any] = call.body
         if channel_id not in self.channels:
             return unknown("Unknown Channel", 10003)
         if not self._mentions_off("create", body, needs_content=True):
@@ -125,7 +125,7 @@ class Writes(Gateway):
         if len(content) > MAX_CONTENT:
             return self._too_long("create")
         ephemeral = bool(int(body.get("flags") or 0) & EPHEMERAL)
-        if not ephemeral and (limited := self._spend(channel_id)) is not None:
+        if not ephemeral and (limited := self._spend(call, channel_id)) is not None:
             return limited
         message = self._new_message(channel_id, self.users[self.bot_id], content)
         message["components"] = body.get("components", [])
@@ -138,14 +138,18 @@ class Writes(Gateway):
         self.messages[message["id"]] = message
         return self._with_budget_headers(json_response(message), channel_id)
 
-    def _edit(self, message_id: str, body: dict[str, Any]) -> web.Response:
+    def _edit(self, call: RestCall, message_id: str) -> web.Response:
+        body: dict[str, Any] = call.body
         message = self.messages[message_id]
         if not self._mentions_off("edit", body, needs_content="content" in body):
             return invalid()
         if len(body.get("content") or "") > MAX_CONTENT:
             return self._too_long("edit")
         channel_id = message["channel_id"]
-        if not message["flags"] & EPHEMERAL and (limited := self._spend(channel_id)) is not None:
+        if (
+            not message["flags"] & EPHEMERAL
+            and (limited := self._spend(call, channel_id)) is not None
+        ):
             return limited
         if "content" in body:
             message["content"] = body["content"] or ""
@@ -179,13 +183,18 @@ class Writes(Gateway):
         self.violations.append(f"{what}: content over {MAX_CONTENT} characters")
         return invalid()
 
-    def _spend(self, channel_id: str) -> web.Response | None:
+    def _spend(self, call: RestCall, channel_id: str) -> web.Response | None:
         """Discord's per-channel create/edit budget: None if allowed, else the 429 response."""
         retry_after = self.budget.spend(channel_id)
+        self.on_spend(call, channel_id, retry_after)
         if retry_after is None:
             return None
         self.rate_limited += 1
         return self.budget.limited(channel_id, retry_after)
+
+    def on_spend(self, call: RestCall, channel_id: str, retry_after: float | None) -> None:
+        """Called as `call` is charged to `channel_id`'s budget: `retry_after` is None if the
+        write goes through, else the seconds its 429 says to wait. Does nothing here."""
 
     def _with_budget_headers(self, response: web.Response, channel_id: str) -> web.Response:
         if self.advertise_budget:

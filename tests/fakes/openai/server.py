@@ -44,7 +44,9 @@ MODELS_CREATED = 1_700_000_000  # a fixed "created" stamp keeps /models output d
 class FakeOpenAI:
     """The fake endpoint; `await start()` then point `OPENAI_BASE_URL` at `base_url`.
 
-    `keys=None` accepts any bearer token; `models=None` serves any model name.
+    `keys=None` accepts any bearer token; `models=None` serves any model name;
+    `keep_requests=False` records no request in `requests` (a long benchmark would only grow it).
+    Hooks for a subclass: `app()` (add routes) and `on_request()` (see each request).
     """
 
     def __init__(
@@ -55,12 +57,14 @@ class FakeOpenAI:
         dims: int = DEFAULT_DIMS,
         default: Script | None = None,
         check_spec: bool = True,
+        keep_requests: bool = True,
     ) -> None:
         self.keys: set[str] | None = set(keys) if keys is not None else None
         self.models: set[str] | None = set(models) if models is not None else None
         self.dims = dims
         self.default: Script = default if default is not None else Reply()
         self.check_spec = check_spec
+        self.keep_requests = keep_requests
         self.requests: list[Recorded] = []
         self.violations: list[str] = []
         self._queues = Queues()
@@ -116,6 +120,7 @@ class FakeOpenAI:
         return f"http://{self._host}:{self._port}/v1"
 
     def app(self) -> web.Application:
+        """The fake's aiohttp app; a subclass may add routes to it."""
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/embeddings", self._embeddings)
@@ -144,6 +149,9 @@ class FakeOpenAI:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    def on_request(self, recorded: Recorded) -> None:
+        """Called with every request as it arrives, before it is answered; does nothing here."""
+
     # -- handlers -------------------------------------------------------------------------------
 
     async def _receive(self, request: web.Request) -> tuple[Recorded, web.Response | None]:
@@ -154,7 +162,9 @@ class FakeOpenAI:
                 body = json.loads(raw)
         headers = {name.lower(): value for name, value in request.headers.items()}
         recorded = Recorded(request.method, request.path, headers, body)
-        self.requests.append(recorded)
+        if self.keep_requests:
+            self.requests.append(recorded)
+        self.on_request(recorded)
         if self.check_spec:
             self._violation(rules.request_problem(request.method, request.path, raw, headers))
         key = recorded.api_key

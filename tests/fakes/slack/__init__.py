@@ -12,11 +12,13 @@ interactivity requests the way Slack does and posts them to the bot, and it serv
     web_api.py  the Web API methods it serves, from the state
     state.py    workspaces, people, messages, the calls made; the fake app's credentials
     rules.py    rate-limit windows, size limits, the spec's methods and arguments
-    events.py   Slack calling the bot: signed events, commands, clicks, Socket Mode pushes
+    events.py   Slack calling the bot: signed events, commands, clicks, modal submissions,
+                Socket Mode pushes
+    views.py    modals: trigger_ids, views.open, what a submission's answer does to a view
 """
 
 from tests.fakes.slack.rules import MAX_TEXT, SECTION_LIMIT, SPECS, Window
-from tests.fakes.slack.server import FakeSlack, _arguments
+from tests.fakes.slack.server import FakeSlack
 from tests.fakes.slack.state import (
     APP_ID,
     APP_TOKEN,
@@ -28,6 +30,7 @@ from tests.fakes.slack.state import (
     Team,
     User,
 )
+from tests.fakes.slack.views import View
 
 __all__ = [
     "APP_ID",
@@ -43,6 +46,6 @@ __all__ = [
     "Message",
     "Team",
     "User",
+    "View",
     "Window",
-    "_arguments",
 ]

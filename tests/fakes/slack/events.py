@@ -1,6 +1,6 @@
 """Slack calling the bot, for the fake Slack: signed Events API, slash-command and interactivity
-requests over HTTP (X-Slack-Signature v0, X-Slack-Retry-Num for redeliveries), and the same
-payloads over Socket Mode."""
+requests (button clicks, modal submissions) over HTTP (X-Slack-Signature v0, X-Slack-Retry-Num
+for redeliveries), and the same payloads over Socket Mode."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from tests.fakes.slack.state import APP_ID, Message, SlackState
+from tests.fakes.slack.state import APP_ID, Message
+from tests.fakes.slack.views import View, ViewsApi
 
 
-class SlackSender(SlackState):
+class SlackSender(ViewsApi):
     """Builds what Slack sends and sends it to `bot_url` (HTTP) or down the open socket."""
 
     bot_url: str
@@ -112,7 +113,7 @@ class SlackSender(SlackState):
                 "channel_id": message.channel,
                 "is_ephemeral": False,
             },
-            "trigger_id": f"{next(self._ids)}.trigger",
+            "trigger_id": self.issue_trigger(team_id, user),
             "channel": {"id": message.channel},
             "message": message.to_json(),
             "response_url": f"{self.url}/response/{next(self._ids)}",
@@ -128,6 +129,38 @@ class SlackSender(SlackState):
         }
         body = urlencode({"payload": json.dumps(payload)})
         return await self._send(body, {"Content-Type": "application/x-www-form-urlencoded"})
+
+    async def submit(self, view: View, values: dict[str, str]) -> aiohttp.ClientResponse:
+        """The person `view` is open for submits it, `values` (block_id -> text) typed into its
+        inputs; Slack then does what the bot's answer says (`ViewsApi.answered`)."""
+        assert view.open, "only an open view can be submitted"
+        inputs = view.inputs()
+        state = {
+            block: {inputs[block]: {"type": "plain_text_input", "value": value}}
+            for block, value in values.items()
+        }
+        team = self.teams[view.team]
+        payload: dict[str, Any] = {
+            "type": "view_submission",
+            "team": {
+                "id": team.id,
+                "domain": team.id.lower(),
+                "enterprise_id": team.enterprise_id,
+            },
+            "enterprise": {"id": team.enterprise_id, "name": "Org"} if team.enterprise_id else None,
+            "user": {"id": view.user, "team_id": team.id, "name": view.user.lower()},
+            "api_app_id": APP_ID,
+            "token": "legacy-verification-token",
+            "trigger_id": self.issue_trigger(team.id, view.user),
+            "view": view.to_json(state),
+            "response_urls": [],
+            "is_enterprise_install": False,
+        }
+        body = urlencode({"payload": json.dumps(payload)})
+        response = await self._send(body, {"Content-Type": "application/x-www-form-urlencoded"})
+        self.answered(view, response.status, await response.text())
+        await self._notify()
+        return response
 
     async def _send(self, body: str, headers: dict[str, str]) -> aiohttp.ClientResponse:
         assert self._session is not None and self.bot_url
@@ -181,7 +214,7 @@ class SlackSender(SlackState):
             "api_app_id": APP_ID,
             "is_enterprise_install": "false",
             "response_url": f"{self.url}/response/{next(self._ids)}",
-            "trigger_id": f"{next(self._ids)}.trigger",
+            "trigger_id": self.issue_trigger(team_id, user),
         }
         if team.enterprise_id:
             form["enterprise_id"] = team.enterprise_id

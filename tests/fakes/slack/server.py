@@ -16,9 +16,17 @@ from tests.fakes.slack.rules import MAX_TEXT
 from tests.fakes.slack.state import SIGNING_SECRET, Call, Team
 from tests.fakes.slack.web_api import WebApi
 
+DEFAULT_CONNECTION_LIMIT = 100  # aiohttp's own default
+
 
 class FakeSlack(SlackSender, WebApi):
-    """`await start()`; point SLACK_API_URL at `api_url`; `bot_url` is where events go."""
+    """`await start()`; point SLACK_API_URL at `api_url`; `bot_url` is where events go.
+
+    For long runs (the benchmark): `check_spec=False` skips the spec checks of arguments,
+    `record_calls=False` keeps no `calls` and wakes no `wait_for` per call, and
+    `connection_limit` caps the connections open to the bot at once (aiohttp's 100; 0: none).
+    `on_call()` is the hook a subclass overrides to see every Web API call and its answer.
+    """
 
     def __init__(
         self,
@@ -27,8 +35,18 @@ class FakeSlack(SlackSender, WebApi):
         post_limit: tuple[int, float] = (1, 1.0),
         max_text: int = MAX_TEXT,
         signing_secret: str = SIGNING_SECRET,
+        check_spec: bool = True,
+        record_calls: bool = True,
+        connection_limit: int = DEFAULT_CONNECTION_LIMIT,
     ) -> None:
-        super().__init__(update_limit=update_limit, post_limit=post_limit, max_text=max_text)
+        super().__init__(
+            update_limit=update_limit,
+            post_limit=post_limit,
+            max_text=max_text,
+            check_spec=check_spec,
+        )
+        self.record_calls = record_calls
+        self.connection_limit = connection_limit
         self.bot_url = ""
         self.signing_secret = signing_secret
         self._runner: web.AppRunner | None = None
@@ -41,6 +59,15 @@ class FakeSlack(SlackSender, WebApi):
     def api_url(self) -> str:
         return f"{self.url}/api/"
 
+    @property
+    def session(self) -> aiohttp.ClientSession | None:
+        """The client session the fake calls the bot with (None before `start()`)."""
+        return self._session
+
+    def on_call(self, method: str, args: dict[str, Any], status: int, body: dict[str, Any]) -> None:
+        """Called with every Web API call and the status and body it is answered with, before
+        the answer goes out; does nothing here."""
+
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
@@ -52,7 +79,8 @@ class FakeSlack(SlackSender, WebApi):
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"http://127.0.0.1:{port}"
-        self._session = aiohttp.ClientSession()
+        connector = aiohttp.TCPConnector(limit=self.connection_limit)
+        self._session = aiohttp.ClientSession(connector=connector)
 
     async def close(self) -> None:
         for ws in self._sockets:
@@ -67,8 +95,11 @@ class FakeSlack(SlackSender, WebApi):
         args = await arguments(request)
         team = self._team_for(request, method)
         status, body, headers = self._dispatch(method, args, team, request)
-        self.calls.append(Call(method, args, team.id if team else None, status, body.get("error")))
-        await self._notify()
+        self.on_call(method, args, status, body)
+        if self.record_calls:
+            error = body.get("error")
+            self.calls.append(Call(method, args, team.id if team else None, status, error))
+            await self._notify()
         return web.json_response(body, status=status, headers=headers)
 
     def _team_for(self, request: web.Request, method: str) -> Team | None:
@@ -106,6 +137,3 @@ async def arguments(request: web.Request) -> dict[str, Any]:
         else:
             args.update(dict(parse_qsl(raw)))
     return args
-
-
-_arguments = arguments  # what bench/e2e/slack_platform.py imports until it uses the hooks
