@@ -9,7 +9,7 @@ import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from tests.fakes.slack import FakeSlack
+from tests.fakes.slack import FakeSlack, views
 
 
 @pytest.fixture
@@ -56,3 +56,47 @@ async def test_workspaces_limits_and_lengths_are_enforced(fake: FakeSlack) -> No
     assert float(limited.value.response.headers["Retry-After"]) > 0
     assert fake.messages[("C1", posted["ts"])].history == ["hi", "edited"]
     assert fake.violations == []
+
+
+MODAL = {
+    "type": "modal",
+    "title": {"type": "plain_text", "text": "A form"},
+    "submit": {"type": "plain_text", "text": "Save"},
+    "blocks": [
+        {
+            "type": "input",
+            "block_id": "b",
+            "label": {"type": "plain_text", "text": "Field"},
+            "element": {"type": "plain_text_input", "action_id": "a"},
+        }
+    ],
+}
+
+
+async def test_views_open_takes_each_trigger_once_from_its_own_workspace(fake: FakeSlack) -> None:
+    trigger = fake.issue_trigger("T1", "UALICE")
+    with pytest.raises(SlackApiError, match="invalid_arguments"):
+        await client(fake, "T2").views_open(trigger_id=trigger, view=MODAL)
+    trigger = fake.issue_trigger("T1", "UALICE")
+    opened = await client(fake).views_open(trigger_id=trigger, view=MODAL)
+    assert opened["view"]["id"] in fake.views and opened["view"]["team_id"] == "T1"
+    [view] = fake.open_views("UALICE")
+    assert view.inputs() == {"b": "a"}
+    with pytest.raises(SlackApiError, match="invalid_arguments"):  # already exchanged
+        await client(fake).views_open(trigger_id=trigger, view=MODAL)
+    with pytest.raises(SlackApiError, match="invalid_arguments"):
+        await client(fake).views_open(trigger_id="123.made.up", view=MODAL)
+    assert fake.violations == []
+
+
+async def test_views_open_refuses_what_slack_refuses(
+    fake: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    too_long = {**MODAL, "title": {"type": "plain_text", "text": "A title past 24 characters"}}
+    with pytest.raises(SlackApiError, match="invalid_arguments"):
+        await client(fake).views_open(trigger_id=fake.issue_trigger("T1", "U1"), view=too_long)
+    assert fake.violations == ["views.open: title text must be 1-24 characters"]
+    fake.violations.clear()
+    monkeypatch.setattr(views, "TRIGGER_LIFETIME", -1.0)
+    with pytest.raises(SlackApiError, match="expired_trigger_id"):
+        await client(fake).views_open(trigger_id=fake.issue_trigger("T1", "U1"), view=MODAL)
