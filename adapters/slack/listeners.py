@@ -1,8 +1,9 @@
 """What each Slack event, command and click becomes: one core call, run as a tracked task.
 
 A mention, a follow-up in a thread the bot answers in, or a direct message becomes one
-`conversations.reply` into a `SlackSurface` on that thread; /setkey becomes one `keys` call; a
-feedback click one `conversations.feedback`; an uninstall deletes the workspace's key and tokens.
+`conversations.reply` into a `SlackSurface` on that thread; /setkey becomes one `keys` call (or,
+alone, opens its form, whose submission becomes that call); a feedback click one
+`conversations.feedback`; an uninstall deletes the workspace's key and tokens.
 
 Listeners only acknowledge and hand the work to a tracked task: bolt's default
 (`process_before_response=False`) and its lazy listeners both run work in untracked
@@ -25,7 +26,8 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.install import SlackInstallationStore, workspace_id
-from adapters.slack.setkey import SetKey
+from adapters.slack.setkey import Asker, SetKey
+from adapters.slack.setkey_form import CALLBACK_ID, SetKeyForm
 from adapters.slack.surface import FEEDBACK_DOWN, FEEDBACK_UP, SlackSurface
 from adapters.slack.web_api import call_slack, unescape
 from bot.background import Background
@@ -58,6 +60,7 @@ class Listeners:
         self._installations = installations
         self._render = render
         self._setkey = SetKey(core.settings, core.keys)
+        self._form = SetKeyForm(self._setkey, tasks)
 
     def register(self, app: AsyncApp) -> None:
         app.event("app_mention")(self.on_mention)
@@ -65,6 +68,7 @@ class Listeners:
         app.event("app_uninstalled")(self.on_uninstalled)
         app.event("tokens_revoked")(self.on_tokens_revoked)
         app.command("/setkey")(self.on_setkey)
+        app.view(CALLBACK_ID)(self.on_setkey_form)
         app.action(FEEDBACK_UP)(self.on_feedback)
         app.action(FEEDBACK_DOWN)(self.on_feedback)
 
@@ -169,16 +173,29 @@ class Listeners:
         text = str(command.get("text") or "")
         notice = self._setkey.ack_text(text)
         await (ack(text=notice) if notice else ack())
+        asker = _asker(context, str(command["user_id"]))
+        trigger_id = str(command.get("trigger_id") or "")
+        response_url = str(command.get("response_url") or "")
+
+        async def open_form() -> str | None:
+            return await self._form.open(asker, trigger_id, response_url, client)
+
         self._tasks.spawn(
-            self._setkey.run(
-                text,
-                workspace=_workspace(context),
-                user=str(command["user_id"]),
-                client=client,
-                respond=respond,
-            ),
+            self._setkey.run(text, asker, client=client, respond=respond, open_form=open_form),
             "slack-setkey",
         )
+
+    async def on_setkey_form(
+        self,
+        ack: AsyncAck,
+        body: dict[str, Any],
+        view: dict[str, Any],
+        context: AsyncBoltContext,
+        client: AsyncWebClient,
+    ) -> None:
+        # Answered within Slack's 3 seconds (its problems shown in the form), not as a task.
+        user = str((body.get("user") or {}).get("id", ""))
+        await self._form.on_submit(ack, view, _asker(context, user), client)
 
     # -- feedback -------------------------------------------------------------------------------
 
@@ -248,3 +265,7 @@ def _team(context: AsyncBoltContext) -> str:
 
 def _workspace(context: AsyncBoltContext) -> str:
     return workspace_id(context.enterprise_id, context.team_id)
+
+
+def _asker(context: AsyncBoltContext, user: str) -> Asker:
+    return Asker(_workspace(context), user, context.team_id, context.enterprise_id)

@@ -3,12 +3,14 @@ Web API and (through the core) to the fake OpenAI endpoint."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from pydantic import SecretStr
 from slack_bolt.app.async_app import AsyncApp
@@ -101,3 +103,23 @@ async def running_bot(settings: Settings, fake: FakeSlack) -> AsyncIterator[Bot]
     finally:
         await runner.cleanup()  # runs on_shutdown: drains the answers in flight
         await core.close()
+
+
+STATE_COOKIE = "slack-app-oauth-state"
+
+
+async def install(fake: FakeSlack, bot: Bot, team: str) -> None:
+    """Walk the browser through /slack/install and back to /slack/oauth_redirect."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as browser:
+        async with browser.get(f"{bot.url}/slack/install") as page:
+            assert page.status == 200
+            html = await page.text()
+            cookie = page.cookies[STATE_COOKIE].value
+        match = re.search(r"state=([A-Za-z0-9_\-]+)", html)
+        assert match is not None and match.group(1) == cookie
+        async with browser.get(
+            f"{bot.url}/slack/oauth_redirect",
+            params={"code": fake.install_code(team), "state": cookie},
+            headers={"Cookie": f"{STATE_COOKIE}={cookie}"},
+        ) as done:
+            assert done.status == 200, await done.text()

@@ -4,21 +4,18 @@ apart per workspace, and an uninstall deleting that workspace's key and tokens."
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from bot.settings import Settings
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.slack import FakeSlack
-from tests.slack.slack_rig import Bot, oauth_settings, running_bot
+from tests.slack.slack_rig import Bot, install, oauth_settings, running_bot
 
 KEYS = {"T1": "sk-team-one-key-aaaa1111", "T2": "sk-team-two-key-bbbb2222"}
 VACATION = "How many vacation days do employees get?"
-STATE_COOKIE = "slack-app-oauth-state"
 
 
 def setup_slack(fake: FakeSlack) -> None:
@@ -33,23 +30,6 @@ async def bot(
     fake_openai.keys = set(KEYS.values())
     async with running_bot(oauth_settings(fake_settings, fake_slack), fake_slack) as running:
         yield running
-
-
-async def install(fake: FakeSlack, bot: Bot, team: str) -> None:
-    """Walk the browser through /slack/install and back to /slack/oauth_redirect."""
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as browser:
-        async with browser.get(f"{bot.url}/slack/install") as page:
-            assert page.status == 200
-            html = await page.text()
-            cookie = page.cookies[STATE_COOKIE].value
-        match = re.search(r"state=([A-Za-z0-9_\-]+)", html)
-        assert match is not None and match.group(1) == cookie
-        async with browser.get(
-            f"{bot.url}/slack/oauth_redirect",
-            params={"code": fake.install_code(team), "state": cookie},
-            headers={"Cookie": f"{STATE_COOKIE}={cookie}"},
-        ) as done:
-            assert done.status == 200, await done.text()
 
 
 def workspace(fake: FakeSlack, team: str) -> str:
