@@ -37,7 +37,10 @@ async def serve(settings: Settings) -> None:
         await runner.setup()
         await web.TCPSite(runner, settings.host, settings.port).start()
         if "web" in enabled:
-            print(f"answerbot web chat: http://{settings.host}:{settings.port}/", flush=True)
+            from adapters.web.access import WEB_ACCESS
+
+            # Printed, not logged: the login link is for the operator's terminal, not log files.
+            print(app[WEB_ACCESS].start_message(), flush=True)
         log.info("serving %s on %s:%s", ", ".join(enabled), settings.host, settings.port)
         await _until_stopped(tasks)
     finally:

@@ -6,6 +6,9 @@ Every field is documented in `.env.example`, and a test keeps the two in step.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -20,6 +23,28 @@ def _split_ids(value: object) -> object:
     if isinstance(value, int):
         return [str(value)]
     return value
+
+
+MIN_WEB_PASSWORD_CHARS = 8
+_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+
+
+def _host_name(value: object) -> str:
+    # Compared with the name part of a request's Host header, so no scheme, port or path.
+    name = str(value).strip().lower()
+    bare = name.removeprefix("[").removesuffix("]")
+    with contextlib.suppress(ValueError):
+        return str(ipaddress.ip_address(bare))
+    if not _HOST_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a host name: give names like chat.example.com, no port")
+    return name
+
+
+def _network(value: object) -> str:
+    try:
+        return str(ipaddress.ip_network(str(value).strip(), strict=False))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address or network like 10.0.0.0/8") from None
 
 
 class Settings(BaseSettings):
@@ -51,6 +76,19 @@ class Settings(BaseSettings):
     # The one HTTP server.
     host: str = "127.0.0.1"
     port: int = Field(default=3000, ge=0, le=65535)
+
+    # Who may use the web chat (adapters/web/access.py). It answers only to loopback names, HOST
+    # and these names (DNS rebinding); it asks for a login when HOST is not loopback or any of
+    # these three is set; it believes X-Forwarded-Proto/-Host only from TRUSTED_PROXIES.
+    web_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="extra Host names, e.g. a proxy's public name"
+    )
+    web_password: SecretStr | None = Field(
+        default=None, description="the web chat's login instead of the token printed at start"
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="IP addresses or networks of reverse proxies"
+    )
 
     # Slack.
     slack_bot_token: SecretStr | None = None
@@ -105,6 +143,25 @@ class Settings(BaseSettings):
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("web_allowed_hosts", mode="before")
+    @classmethod
+    def _host_names(cls, value: object) -> object:
+        names = _split_ids(value)
+        return [_host_name(name) for name in names] if isinstance(names, list) else names
+
+    @field_validator("web_password")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_WEB_PASSWORD_CHARS:
+            raise ValueError(f"use at least {MIN_WEB_PASSWORD_CHARS} characters")
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        found = _split_ids(value)
+        return [_network(item) for item in found] if isinstance(found, list) else found
 
     @property
     def database_path(self) -> Path:

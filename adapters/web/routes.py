@@ -4,7 +4,8 @@
 an HttpOnly, SameSite=Strict cookie holding a random id; the database only ever sees a hash of it
 (thread keys `web:<session hash>:<conversation>`). Each question on the socket becomes one
 `core.conversations.reply` call; the settings form drives `core.keys` for the `web:local`
-workspace. Every API call and the socket refuse cross-origin requests.
+workspace. Every API call and the socket refuse cross-origin requests; `access.py` decides who
+may reach them at all (Host names, the login).
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from adapters.web.access import LOGIN_PATH, add_access, same_origin
 from adapters.web.markdown import render_answer
 from adapters.web.surface import SocketChannel, WebSurface
 from bot.background import Background
@@ -83,17 +84,20 @@ WEB_CHAT = web.AppKey("web_chat", WebChat)
 def add_web_routes(app: web.Application, settings: Settings, core: Core) -> None:
     """Serve the chat page at /, its assets under /static/, the socket at /ws, and /api/."""
     app[WEB_CHAT] = WebChat(settings=settings, core=core)
+    before = set(app.router.resources())
     app.router.add_get("/", page)
-    app.router.add_static("/static/", STATIC_DIR, append_version=False)
     app.router.add_get("/ws", chat_socket)
     app.router.add_get("/api/conversations/{conversation}", conversation_history)
     app.router.add_post("/api/feedback", feedback)
     app.router.add_get("/api/key", key_status)
     app.router.add_post("/api/key", set_key)
     app.router.add_delete("/api/key", clear_key)
+    guarded = frozenset(app.router.resources()) - before
+    static = app.router.add_static("/static/", STATIC_DIR, append_version=False)
     app.on_response_prepare.append(_security_headers)
     app.on_shutdown.append(_close_sockets)
     app.on_cleanup.append(_finish_answers)
+    add_access(app, settings, guarded=guarded, served=frozenset({static}))
 
 
 # -- sessions and origins -----------------------------------------------------------------------
@@ -113,16 +117,11 @@ def thread_key(session: str, conversation: str) -> str:
     return f"web:{session}:{conversation}"
 
 
-def _same_origin(request: web.Request) -> bool:
-    origin = request.headers.get("Origin")
-    return origin is not None and urlsplit(origin).netloc == request.host
-
-
 def _api_refusal(request: web.Request) -> web.Response | None:
     """Refuse cross-site use of the API: custom header required, and a same-origin Origin."""
     if request.headers.get(CSRF_HEADER) != "1":
         return _error(403, f"Missing the {CSRF_HEADER} header.")
-    if "Origin" in request.headers and not _same_origin(request):
+    if "Origin" in request.headers and not same_origin(request):
         return _error(403, "Cross-origin requests are refused.")
     return None
 
@@ -157,7 +156,7 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 
 def _is_web_path(path: str) -> bool:
-    return path == "/" or path.startswith(("/static/", "/api/", "/ws"))
+    return path in ("/", LOGIN_PATH) or path.startswith(("/static/", "/api/", "/ws"))
 
 
 # -- the page -----------------------------------------------------------------------------------
@@ -184,7 +183,7 @@ async def page(request: web.Request) -> web.StreamResponse:
 async def chat_socket(request: web.Request) -> web.StreamResponse:
     """Questions in, answer frames out: {"type": "ask", "conversation": id, "text": question}."""
     chat = request.app[WEB_CHAT]
-    if not _same_origin(request):
+    if not same_origin(request):
         return _error(403, "Cross-origin sockets are refused.")
     cookie = _session_cookie(request)
     if cookie is None:

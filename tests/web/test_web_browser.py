@@ -1,5 +1,5 @@
 """The web chat in a real headless browser (Debian's chromium driven by playwright): typing,
-streaming, sources, reload, a new chat, injections rendered inert, and the key form.
+streaming, sources, reload, a new chat, injections rendered inert, the key form, and logging in.
 
 Needs /usr/bin/chromium and the playwright package: `scripts/install-browser.sh` installs both.
 Without them these tests fail (they never skip), naming that script.
@@ -8,13 +8,16 @@ Without them these tests fail (they never skip), naming that script.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
+from pydantic import SecretStr
 
+from adapters.web.access import WEB_ACCESS
 from adapters.web.routes import SESSION_COOKIE, WORKSPACE, add_web_routes, session_ref, thread_key
 from bot.core import Core
 from bot.settings import Settings
@@ -95,17 +98,22 @@ async def keyed(core: Core) -> Core:
     return core
 
 
-@pytest.fixture
-async def base_url(core: Core) -> AsyncIterator[str]:
-    app = web.Application()
-    add_web_routes(app, core.settings, core)
-    runner = web.AppRunner(app)
+async def start_chat(app: web.Application) -> tuple[web.AppRunner, int]:
+    """Serve `app` on a free loopback port, as `bot run` does (no access log)."""
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     server = site._server
     assert server is not None and server.sockets
-    port = server.sockets[0].getsockname()[1]
+    return runner, server.sockets[0].getsockname()[1]
+
+
+@pytest.fixture
+async def base_url(core: Core) -> AsyncIterator[str]:
+    app = web.Application()
+    add_web_routes(app, core.settings, core)
+    runner, port = await start_chat(app)
     yield f"http://127.0.0.1:{port}/"
     await runner.cleanup()
 
@@ -387,3 +395,42 @@ async def test_the_page_fits_a_phone_and_shows_keyboard_focus(
         await page.screenshot(path=str(folder / "phone.png"), full_page=True)
         await page.set_viewport_size(DESKTOP)
         await page.screenshot(path=str(folder / "desktop.png"), full_page=True)
+
+
+# -- logging in on a server --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("login", ["printed link", "password form"])
+async def test_a_server_chat_asks_for_a_login_then_answers(
+    browser: Browser, keyed: Core, fake_openai: FakeOpenAI, login: str
+) -> None:
+    password = "correct horse battery staple"
+    all_interfaces = "0.0.0.0"  # noqa: S104 - a HOST setting under test; the server binds loopback
+    secret = SecretStr(password)
+    update = {"host": all_interfaces} if login == "printed link" else {"web_password": secret}
+    app = web.Application()
+    add_web_routes(app, keyed.settings.model_copy(update=update), keyed)
+    runner, port = await start_chat(app)
+    context = await browser.new_context(viewport=DESKTOP)
+    try:
+        page = await context.new_page()
+        await page.goto(f"http://127.0.0.1:{port}/")
+        await expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+        if login == "printed link":
+            found = re.search(r"\?token=([\w-]+)", app[WEB_ACCESS].start_message())
+            assert found is not None
+            await page.goto(f"http://127.0.0.1:{port}/?token={found.group(1)}")
+        else:
+            await page.get_by_label("Password").fill("not the password")
+            await page.get_by_role("button", name="Log in").click()
+            await expect(page.get_by_role("alert")).to_contain_text("password is wrong")
+            await page.get_by_label("Password").fill(password)
+            await page.get_by_role("button", name="Log in").click()
+        await expect(page.locator("body")).to_have_attribute("data-connected", "true")
+        assert page.url == f"http://127.0.0.1:{port}/"  # the token left the address bar
+        fake_openai.reply("Logged in and answered [1].")
+        await ask(page, INSTALL_QUESTION)
+        await expect(answers(page).last.locator(".body")).to_contain_text("Logged in and answered")
+    finally:
+        await context.close()
+        await runner.cleanup()
