@@ -1,7 +1,8 @@
 """What `/setkey` does: check a workspace's API key with the endpoint, then store it encrypted.
 
 A key is stored only after the endpoint accepted it (GET /models), so a typo never replaces a
-working key. Only its last four characters are ever shown or logged.
+working key. Only its last four characters are ever shown or logged, and the key is registered
+with the log filter (`bot.logs`) the moment it arrives.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 
 from bot.errors import InputError
 from bot.llm import check_key
+from bot.logs import register_secret
 from bot.settings import Settings
 from bot.store import Store
 from bot.vault import last4
@@ -41,6 +43,9 @@ class KeyAdmin:
         ModelUnavailable (the endpoint can't be reached) or another ModelError.
         """
         key = clean_key(key)
+        # Masked in every log line from here on, before the endpoint (or its errors) sees it; a
+        # key the endpoint rejects stays masked too: it may be a near-miss of a real one.
+        register_secret(key)
         models = await check_key(self._settings, key)
         await self._store.set_api_key(workspace, key, set_by=by)
         if models and self._settings.chat_model not in models:

@@ -3,6 +3,8 @@
 The master key is `SECRET_KEY` when set; otherwise one is generated once into `DATA_DIR/secret.key`
 with 0600 permissions. Binding the workspace as associated data means a ciphertext copied onto
 another workspace's row fails to decrypt instead of leaking one workspace's key to another.
+Every value sealed or opened here, and the generated master secret, is registered with the log
+filter (`bot.logs`), so it is masked wherever it is logged later.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bot.errors import ConfigError
+from bot.logs import register_secret
 
 SECRET_FILE_NAME = "secret.key"  # noqa: S105 - a file name, not a secret
 _NONCE_BYTES = 12
@@ -41,10 +44,13 @@ def load_master_key(secret_key: str | None, data_dir: Path) -> bytes:
         material = path.read_text().strip()
         if not material:
             raise ConfigError(f"{path} is empty; restore it or set SECRET_KEY") from None
+        register_secret(material)
         return _derive(material)
     with os.fdopen(fd, "w") as handle:
         handle.write(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode() + "\n")
-    return _derive(path.read_text().strip())
+    material = path.read_text().strip()
+    register_secret(material)
+    return _derive(material)
 
 
 class Vault:
@@ -56,6 +62,7 @@ class Vault:
         self._aead = AESGCM(master_key)
 
     def encrypt(self, plaintext: str, *, workspace: str) -> bytes:
+        register_secret(plaintext)
         nonce = secrets.token_bytes(_NONCE_BYTES)
         sealed = self._aead.encrypt(nonce, plaintext.encode(), workspace.encode())
         return _VERSION + nonce + sealed
@@ -70,6 +77,7 @@ class Vault:
             raise ConfigError(
                 "a stored API key can't be decrypted: SECRET_KEY or DATA_DIR/secret.key changed"
             ) from None
+        register_secret(plain.decode())
         return plain.decode()
 
 

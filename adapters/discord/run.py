@@ -32,7 +32,12 @@ MODAL_SUBMIT = 5  # INTERACTION_CREATE type of a modal submit
 
 
 class ModalValueFilter(logging.Filter):
-    """Drops modal values from discord.py's gateway DEBUG dump of INTERACTION_CREATE."""
+    """Drops modal values from discord.py's gateway DEBUG dump of INTERACTION_CREATE.
+
+    Apart from `bot.logs.RedactingFilter` (known values, secret shapes) because the key typed
+    into /setkey's form is dumped here before the bot has seen, checked or registered it, and it
+    may have no known shape: only the payload's structure says it is a secret.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and any(map(_is_modal_submit, record.args)):
