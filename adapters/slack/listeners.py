@@ -244,9 +244,15 @@ class Listeners:
     async def _forget(self, context: AsyncBoltContext) -> None:
         workspace = _workspace(context)
         await self._core.keys.clear(workspace)
+        # An org-wide install is one token for every workspace of the org, kept under the org
+        # alone (`installation_id`), whichever workspace Slack names in the event.
+        org_wide = bool(context.is_enterprise_install and context.enterprise_id)
+        if org_wide:
+            await self._core.keys.clear(workspace_id(context.enterprise_id, None))
         if self._installations is not None:
             await self._installations.async_delete_all(
-                enterprise_id=context.enterprise_id, team_id=context.team_id
+                enterprise_id=context.enterprise_id,
+                team_id=None if org_wide else context.team_id,
             )
         log.info("Slack app removed from %s: its API key and tokens are deleted", workspace)
 

@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from slack_sdk.oauth.installation_store.models.bot import Bot as SlackBot
 
+from adapters.slack.install import SlackInstallationStore
 from bot.settings import Settings
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.slack import FakeSlack
@@ -137,3 +139,44 @@ async def test_revoked_bot_tokens_forget_the_workspace(fake_slack: FakeSlack, bo
     await bot.idle()
     assert await bot.core.store.get_api_key("slack:T1") is None
     assert await bot.core.store.get_slack_installation("slack:T1") is None
+
+
+@pytest.mark.parametrize(
+    "removal",
+    [
+        {"type": "app_uninstalled", "event_ts": "1.4"},
+        {"type": "tokens_revoked", "tokens": {"oauth": [], "bot": ["UBOTT2"]}, "event_ts": "1.5"},
+    ],
+)
+async def test_an_org_wide_uninstall_deletes_the_org_installation(
+    fake_slack: FakeSlack, bot: Bot, removal: dict[str, object]
+) -> None:
+    # As bolt saves an Enterprise Grid org-wide install: one bot token for every workspace of
+    # E1, found by the org alone.
+    org = fake_slack.teams["T2"]
+    await SlackInstallationStore(bot.core.store, logging.getLogger(__name__)).async_save_bot(
+        SlackBot(
+            app_id="A0FAKEAPP",
+            enterprise_id="E1",
+            team_id=None,
+            bot_token=org.token,
+            bot_id=org.bot_id,
+            bot_user_id=org.bot_user_id,
+            installed_at=1_700_000_000.0,
+            is_enterprise_install=True,
+        )
+    )
+    store = bot.core.store
+    await store.set_api_key("slack:E1:T2", KEYS["T2"], set_by="UADMIN2")
+    await install(fake_slack, bot, "T1")  # a workspace of its own, outside the org
+    await store.set_api_key("slack:T1", KEYS["T1"], set_by="UADMIN1")
+
+    # Slack names the workspace the event came through; the install is still the org's.
+    removed = fake_slack.envelope("T2", removal, org_wide=True)
+    assert (await fake_slack.deliver(removed)).status == 200
+    await bot.idle()
+
+    assert await store.get_slack_installation("slack:E1") is None
+    assert await store.get_api_key("slack:E1:T2") is None
+    assert await store.get_slack_installation("slack:T1") is not None
+    assert await store.get_api_key("slack:T1") == KEYS["T1"]

@@ -46,8 +46,13 @@ class SlackSender(ViewsApi):
             events.insert(0, {"type": "app_mention", **base})
         return [self.envelope(team_id, event) for event in events]
 
-    def envelope(self, team_id: str, event: dict[str, Any]) -> dict[str, Any]:
+    def envelope(
+        self, team_id: str, event: dict[str, Any], *, org_wide: bool = False
+    ) -> dict[str, Any]:
+        """The Events API wrapper of `event` in `team_id`; `org_wide`: as delivered to an
+        installation for the team's whole Enterprise Grid org (authorizations say so)."""
         team = self.teams[team_id]
+        assert team.enterprise_id or not org_wide, "an org-wide install needs an org"
         return {
             "token": "legacy-verification-token",
             "team_id": team_id,
@@ -63,7 +68,7 @@ class SlackSender(ViewsApi):
                     "team_id": team_id,
                     "user_id": team.bot_user_id,
                     "is_bot": True,
-                    "is_enterprise_install": False,
+                    "is_enterprise_install": org_wide,
                 }
             ],
             "is_ext_shared_channel": False,
