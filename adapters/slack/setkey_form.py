@@ -58,6 +58,7 @@ STILL_CHECKING = (
     "where you ran `/setkey`, visible only to you."
 )
 SAVE_FAILED = "Saving the key failed."
+EMPTY_FIELD = "Paste the API key into this field."
 FORM_FAILED = (
     "Couldn't open the form ({reason}). Run `/setkey` again, or type `/setkey` followed by the key."
 )
@@ -108,6 +109,9 @@ class SetKeyForm:
             return
         if not admin:
             await ack(response_action="errors", errors={KEY_BLOCK: NOT_ADMIN})
+            return
+        if not typed.strip():  # the core's own message speaks of the typed command
+            await ack(response_action="errors", errors={KEY_BLOCK: EMPTY_FIELD})
             return
         # A garbled key fails at once, before any request; checking with the endpoint may not.
         outcome = _Outcome()

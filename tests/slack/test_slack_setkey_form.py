@@ -93,6 +93,9 @@ async def test_a_bad_key_is_shown_on_the_field_and_nothing_changes(
 ) -> None:
     view = await open_form(fake_slack, bot)
 
+    await fake_slack.submit(view, {KEY_FIELD: "   "})
+    assert view.errors == {KEY_FIELD: "Paste the API key into this field."}
+
     await fake_slack.submit(view, {KEY_FIELD: "sk-two words"})
     assert view.open and "spaces" in view.errors[KEY_FIELD]
     assert "Nothing was changed" in view.errors[KEY_FIELD]
