@@ -51,6 +51,7 @@ SHAPED = {
 def output() -> Iterator[Output]:
     """The root logger as `bot` configures it, writing into a buffer the test reads."""
     root = logging.getLogger()
+    levels = {name: logging.getLogger(name).level for name in logging.root.manager.loggerDict}
     level = root.level
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
@@ -67,6 +68,9 @@ def output() -> Iterator[Output]:
     # pytest adds and removes its own capturing handlers around each phase; only ours goes.
     root.removeHandler(handler)
     root.setLevel(level)
+    # configure_logging quiets some libraries; later tests (caplog at DEBUG) expect them as found.
+    for name in logging.root.manager.loggerDict:
+        logging.getLogger(name).setLevel(levels.get(name, logging.NOTSET))
 
 
 @pytest.mark.parametrize("secret", SHAPED.values(), ids=SHAPED.keys())
