@@ -1,7 +1,8 @@
-"""The `bot` command (also `python -m bot`): run, ingest, ask, migrate.
+"""The `bot` command (also `python -m bot`): run, ingest, ask, migrate, rotate-key.
 
 Settings are read once here and passed down. `bot run` is the composition root: the one place
 where the core meets the adapters, imported only when it runs so the core stays free of them.
+Every command runs with a umask that keeps what it creates private (`bot.private_files`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,13 +21,14 @@ from tqdm import tqdm
 
 from bot.answer import Answerer, Turn
 from bot.citations import Source
+from bot.core import open_store
 from bot.errors import BotError
 from bot.knowledge import Knowledge
 from bot.logs import configure_logging
+from bot.private_files import private_dir, restrict_umask
 from bot.resources import bundled
+from bot.rotation import NEW_SECRET_ENV, rotate_key
 from bot.settings import Settings
-from bot.store import Store
-from bot.vault import Vault, load_master_key
 
 log = logging.getLogger("bot")
 CLI_WORKSPACE = "cli:local"  # `bot ask` uses no platform workspace; only the fallback key applies
@@ -52,6 +55,15 @@ def _parser() -> argparse.ArgumentParser:
         help='earlier turns as JSON: [{"role": "user" or "assistant", "content": "..."}, ...]',
     )
     commands.add_parser("migrate", help="apply database migrations")
+    commands.add_parser(
+        "rotate-key",
+        help="re-seal the stored keys under a new master secret (stop the bot first)",
+        description=(
+            "Without SECRET_KEY: a new secret replaces DATA_DIR/secret.key. With SECRET_KEY, or "
+            f"to move to one: put the new secret in the environment as {NEW_SECRET_ENV}, then "
+            "set SECRET_KEY to it. Stop the bot first; run again if it was interrupted."
+        ),
+    )
     return parser
 
 
@@ -66,7 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings.model_copy(update={"knowledge_dir": args.directory})
     settings = with_sample_knowledge(settings)
     configure_logging(settings)
+    restrict_umask()
     try:
+        private_dir(settings.data_dir)
         if args.command == "run":
             from adapters.launch import serve  # the composition root; see the module docstring
 
@@ -78,6 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_ask(settings, args.question, history, args.thread))
         elif args.command == "migrate":
             asyncio.run(_migrate(settings))
+        elif args.command == "rotate-key":
+            rotation = asyncio.run(rotate_key(settings, os.environ.get(NEW_SECRET_ENV)))
+            print(f"re-sealed {rotation.resealed} stored secrets; {rotation.next_step}")
     except KeyboardInterrupt:
         return 130
     except BotError as error:
@@ -120,15 +137,8 @@ def with_sample_knowledge(settings: Settings) -> Settings:
     return settings.model_copy(update={"knowledge_dir": bundled("knowledge")})
 
 
-async def _open_store(settings: Settings) -> Store:
-    secret = settings.secret_key.get_secret_value() if settings.secret_key else None
-    return await Store.open(
-        settings.database_path, Vault(load_master_key(secret, settings.data_dir))
-    )
-
-
 async def _migrate(settings: Settings) -> None:
-    store = await _open_store(settings)
+    store = await open_store(settings)
     try:
         applied = await store.applied_migrations()
     finally:
@@ -158,7 +168,7 @@ async def _ingest(settings: Settings) -> None:
 
 
 async def _ask(settings: Settings, question: str, history: list[Turn], thread: str | None) -> int:
-    store = await _open_store(settings)
+    store = await open_store(settings)
     knowledge = Knowledge(settings)
     sources: list[Source] = []
     thread_key = f"cli:{thread}" if thread else None

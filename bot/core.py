@@ -12,10 +12,11 @@ from bot.answer import Answerer
 from bot.conversation import Conversations
 from bot.keys import KeyAdmin
 from bot.knowledge import Knowledge
+from bot.private_files import private_database
 from bot.settings import Settings
 from bot.store import Store
 from bot.streaming.editor import Editor
-from bot.vault import Vault, load_master_key
+from bot.vault import open_vault
 
 
 @dataclass
@@ -30,9 +31,7 @@ class Core:
 
     @classmethod
     async def open(cls, settings: Settings) -> Core:
-        secret = settings.secret_key.get_secret_value() if settings.secret_key else None
-        vault = Vault(load_master_key(secret, settings.data_dir))
-        store = await Store.open(settings.database_path, vault)
+        store = await open_store(settings)
         knowledge = Knowledge(settings)
         editor = Editor()
         answerer = Answerer(settings, knowledge, store)
@@ -52,3 +51,10 @@ class Core:
         await self.answerer.close()
         await self.knowledge.close()
         await self.store.close()
+
+
+async def open_store(settings: Settings) -> Store:
+    """The deployment's database, private (0600 in a 0700 DATA_DIR), with its vault."""
+    vault = open_vault(settings)
+    private_database(settings.database_path)
+    return await Store.open(settings.database_path, vault)

@@ -22,7 +22,7 @@ import aiosqlite
 
 from bot.citations import Source, dump
 from bot.resources import bundled
-from bot.vault import Vault
+from bot.vault import API_KEY, SLACK_INSTALLATION, Vault
 
 BUSY_TIMEOUT_MS = 30_000  # how long a writer waits for another process's transaction
 EVENT_LEASE_SECONDS = 120.0  # a claim older than this, never finished, belongs to a dead worker
@@ -223,7 +223,7 @@ class Store:
     # -- API keys -----------------------------------------------------------------------------
 
     async def set_api_key(self, workspace: str, key: str, *, set_by: str | None = None) -> None:
-        sealed = self._vault.encrypt(key, workspace=workspace)
+        sealed = self._vault.encrypt(key, kind=API_KEY, workspace=workspace)
         async with self._transaction() as db:
             await db.execute(
                 "INSERT INTO api_keys (workspace, ciphertext, set_by) VALUES (?, ?, ?) "
@@ -238,7 +238,9 @@ class Store:
             "SELECT ciphertext FROM api_keys WHERE workspace = ?", (workspace,)
         ) as cursor:
             row = await cursor.fetchone()
-        return self._vault.decrypt(bytes(row[0]), workspace=workspace) if row else None
+        return (
+            self._vault.decrypt(bytes(row[0]), kind=API_KEY, workspace=workspace) if row else None
+        )
 
     async def delete_api_key(self, workspace: str) -> bool:
         async with self._transaction() as db:
@@ -280,7 +282,7 @@ class Store:
 
     async def save_slack_installation(self, installation: str, data: str) -> None:
         """Store a Slack installation's JSON (it holds tokens) sealed and bound to its id."""
-        sealed = self._vault.encrypt(data, workspace=installation)
+        sealed = self._vault.encrypt(data, kind=SLACK_INSTALLATION, workspace=installation)
         async with self._transaction() as db:
             await db.execute(
                 "INSERT INTO slack_installations (installation, ciphertext) VALUES (?, ?) "
@@ -294,7 +296,11 @@ class Store:
             "SELECT ciphertext FROM slack_installations WHERE installation = ?", (installation,)
         ) as cursor:
             row = await cursor.fetchone()
-        return self._vault.decrypt(bytes(row[0]), workspace=installation) if row else None
+        return (
+            self._vault.decrypt(bytes(row[0]), kind=SLACK_INSTALLATION, workspace=installation)
+            if row
+            else None
+        )
 
     async def delete_slack_installation(self, installation: str) -> bool:
         async with self._transaction() as db:
@@ -319,6 +325,39 @@ class Store:
                 (state, time.time()),
             )
             return cursor.rowcount == 1
+
+    # -- key rotation (`bot rotate-key`) ------------------------------------------------------
+
+    async def reseal(self, target: Vault) -> int:
+        """Re-seal every sealed value under `target` in one transaction; returns how many.
+
+        All or nothing: a value this store's vault can't open rolls the whole rotation back, so
+        the database never holds values sealed under two different secrets because of it.
+        """
+        sealed_columns = (
+            (
+                "SELECT workspace, ciphertext FROM api_keys",
+                "UPDATE api_keys SET ciphertext = ? WHERE workspace = ?",
+                API_KEY,
+            ),
+            (
+                "SELECT installation, ciphertext FROM slack_installations",
+                "UPDATE slack_installations SET ciphertext = ? WHERE installation = ?",
+                SLACK_INSTALLATION,
+            ),
+        )
+        resealed = 0
+        async with self._transaction() as db:
+            for select, update, kind in sealed_columns:
+                async with db.execute(select) as cursor:
+                    rows = await cursor.fetchall()
+                for owner, sealed in rows:
+                    plaintext = self._vault.decrypt(bytes(sealed), kind=kind, workspace=owner)
+                    again = target.encrypt(plaintext, kind=kind, workspace=owner)
+                    await db.execute(update, (again, owner))
+                    resealed += 1
+        self._vault = target
+        return resealed
 
 
 async def _ensure_conversation(db: aiosqlite.Connection, thread_key: str, workspace: str) -> int:

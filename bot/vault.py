@@ -1,84 +1,158 @@
-"""Encryption of stored API keys: AES-256-GCM under a master key, bound to their workspace.
+"""Encryption of stored secrets: AES-256-GCM under a key derived (HKDF) from the master secret.
 
-The master key is `SECRET_KEY` when set; otherwise one is generated once into `DATA_DIR/secret.key`
-with 0600 permissions. Binding the workspace as associated data means a ciphertext copied onto
-another workspace's row fails to decrypt instead of leaking one workspace's key to another.
-Every value sealed or opened here, and the generated master secret, is registered with the log
-filter (`bot.logs`), so it is masked wherever it is logged later.
+The master secret is `SECRET_KEY` when set; otherwise one is generated once into
+`DATA_DIR/secret.key` (0600, created atomically, see `bot.private_files.create_private`).
+A sealed value is bound by its associated data to its kind and owner (`api-key:slack:T1`,
+`slack-installation:slack:T1`): copied onto another workspace's row, or from the API-key table
+into the installations table, it fails to decrypt instead of being read as something else.
+
+Sealed values start with a version byte. Version 2 is the above; version 1 (before HKDF and
+kinds: SHA-256 of the secret, bound to the owner only) still opens, so stored keys survive the
+upgrade; `bot rotate-key` re-seals everything as version 2. A `secret.key.next` beside
+`secret.key` is a rotation in progress (`bot.rotation`): values open under either secret.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
-import os
+import logging
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from bot.errors import ConfigError
 from bot.logs import register_secret
+from bot.private_files import PRIVATE_FILE_MODE, create_private, private_dir
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
 
 SECRET_FILE_NAME = "secret.key"  # noqa: S105 - a file name, not a secret
+NEXT_SECRET_FILE_NAME = "secret.key.next"  # noqa: S105 - a rotation in progress
+SECRET_BYTES = 32  # a generated secret: 256 random bits, stored base64url-encoded
+
+Kind = Literal["api-key", "slack-installation"]
+API_KEY: Kind = "api-key"
+SLACK_INSTALLATION: Kind = "slack-installation"
+# What a kind's plaintext is called in errors; an API key's plaintext is itself a secret to mask.
+_KIND_NAMES: dict[Kind, str] = {API_KEY: "API key", SLACK_INSTALLATION: "Slack installation"}
+
 _NONCE_BYTES = 12
-_VERSION = b"\x01"  # leading byte so the format can change without guessing
+_V1 = b"\x01"  # SHA-256("answerbot-vault-v1:" + secret), associated data: the owner
+_V2 = b"\x02"  # HKDF-SHA256(secret), associated data: kind + ":" + owner
+_HKDF_INFO = b"answerbot vault v2: AES-256-GCM key for stored secrets"
 
 
-def _derive(material: str) -> bytes:
-    # SECRET_KEY may be any operator-chosen string; hash it to exactly 32 bytes.
-    return hashlib.sha256(b"answerbot-vault-v1:" + material.encode()).digest()
+def _v2_key(secret: bytes) -> AESGCM:
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO)
+    return AESGCM(hkdf.derive(secret))
 
 
-def load_master_key(secret_key: str | None, data_dir: Path) -> bytes:
-    """The 32-byte master key: from SECRET_KEY, or from (and if needed into) DATA_DIR."""
-    if secret_key:
-        return _derive(secret_key)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / SECRET_FILE_NAME
-    try:
-        # O_EXCL: two processes starting at once must not each write a different key.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        material = path.read_text().strip()
-        if not material:
-            raise ConfigError(f"{path} is empty; restore it or set SECRET_KEY") from None
-        register_secret(material)
-        return _derive(material)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode() + "\n")
-    material = path.read_text().strip()
-    register_secret(material)
-    return _derive(material)
+def _v1_key(secret: bytes) -> AESGCM:
+    # The derivation of the first release, kept only to open what it sealed.
+    return AESGCM(hashlib.sha256(b"answerbot-vault-v1:" + secret).digest())
 
 
 class Vault:
-    """Encrypts and decrypts small secrets for one deployment."""
+    """Seals and opens small secrets; seals under the first master secret, opens under any."""
 
-    def __init__(self, master_key: bytes) -> None:
-        if len(master_key) != 32:
-            raise ValueError("master key must be 32 bytes")
-        self._aead = AESGCM(master_key)
+    def __init__(self, secret: bytes, *others: bytes) -> None:
+        if not secret or not all(others):
+            raise ValueError("a master secret can't be empty")
+        unique = list(dict.fromkeys((secret, *others)))
+        self._sealing = _v2_key(secret)
+        self._opening = {_V2: [_v2_key(s) for s in unique], _V1: [_v1_key(s) for s in unique]}
 
-    def encrypt(self, plaintext: str, *, workspace: str) -> bytes:
-        register_secret(plaintext)
+    def encrypt(self, plaintext: str, *, kind: Kind, workspace: str) -> bytes:
+        if kind == API_KEY:
+            register_secret(plaintext)
         nonce = secrets.token_bytes(_NONCE_BYTES)
-        sealed = self._aead.encrypt(nonce, plaintext.encode(), workspace.encode())
-        return _VERSION + nonce + sealed
+        sealed = self._sealing.encrypt(nonce, plaintext.encode(), _bound(kind, workspace))
+        return _V2 + nonce + sealed
 
-    def decrypt(self, blob: bytes, *, workspace: str) -> str:
-        if not blob.startswith(_VERSION):
-            raise ConfigError("stored key has an unknown format")
-        nonce = blob[1 : 1 + _NONCE_BYTES]
-        try:
-            plain = self._aead.decrypt(nonce, blob[1 + _NONCE_BYTES :], workspace.encode())
-        except InvalidTag:
-            raise ConfigError(
-                "a stored API key can't be decrypted: SECRET_KEY or DATA_DIR/secret.key changed"
-            ) from None
-        register_secret(plain.decode())
-        return plain.decode()
+    def decrypt(self, blob: bytes, *, kind: Kind, workspace: str) -> str:
+        version, nonce, sealed = blob[:1], blob[1 : 1 + _NONCE_BYTES], blob[1 + _NONCE_BYTES :]
+        keys = self._opening.get(version)
+        if keys is None:
+            raise ConfigError(f"a stored {_KIND_NAMES[kind]} has an unknown format")
+        bound = _bound(kind, workspace) if version == _V2 else workspace.encode()
+        for key in keys:
+            try:
+                plaintext = key.decrypt(nonce, sealed, bound).decode()
+            except InvalidTag:
+                continue
+            if kind == API_KEY:
+                register_secret(plaintext)
+            return plaintext
+        raise ConfigError(
+            f"a stored {_KIND_NAMES[kind]} can't be decrypted: SECRET_KEY or DATA_DIR/secret.key "
+            "changed since it was stored"
+        )
+
+
+def _bound(kind: Kind, workspace: str) -> bytes:
+    return f"{kind}:{workspace}".encode()
+
+
+def open_vault(settings: Settings) -> Vault:
+    """The deployment's vault: SECRET_KEY, or the secret(s) in DATA_DIR."""
+    secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+    return Vault(*load_secrets(secret, settings.data_dir))
+
+
+def load_master_key(secret_key: str | None, data_dir: Path) -> bytes:
+    """The master secret values are sealed under: SECRET_KEY, or DATA_DIR's (made if needed)."""
+    return load_secrets(secret_key, data_dir)[0]
+
+
+def load_secrets(secret_key: str | None, data_dir: Path) -> list[bytes]:
+    """The master secret first, then a rotation's next secret if one is in progress."""
+    if secret_key:
+        return [secret_key.encode()]
+    private_dir(data_dir)
+    path = data_dir / SECRET_FILE_NAME
+    if not path.exists():
+        # Losing the race to another process starting now is fine: we then read its file.
+        create_private(path, new_secret())
+    found = [read_secret(path)]
+    pending = data_dir / NEXT_SECRET_FILE_NAME
+    if pending.exists():
+        log.warning("a key rotation was interrupted: run `bot rotate-key` again to finish it")
+        found.append(read_secret(pending))
+    return found
+
+
+def new_secret() -> bytes:
+    """A fresh master secret as the file holds it."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(SECRET_BYTES)) + b"\n"
+
+
+def read_secret(path: Path) -> bytes:
+    """The secret a secret file holds; ConfigError, never a new secret, if it is unusable."""
+    text = path.read_bytes().strip()
+    restore = (
+        "restore it from a backup (or set SECRET_KEY to the secret it held); a new secret would "
+        "not open the API keys already stored"
+    )
+    if not text:
+        raise ConfigError(f"{path} is empty: {restore}")
+    try:
+        decoded = base64.b64decode(text, altchars=b"-_", validate=True)
+    except binascii.Error:
+        decoded = b""
+    if len(decoded) != SECRET_BYTES:
+        raise ConfigError(f"{path} is damaged (not a secret the bot wrote): {restore}")
+    if path.stat().st_mode & 0o777 & ~PRIVATE_FILE_MODE:
+        path.chmod(PRIVATE_FILE_MODE)
+    register_secret(text.decode())
+    return text
 
 
 def last4(key: str) -> str:
