@@ -174,3 +174,74 @@ async def test_concurrent_writers_in_several_processes(tmp_path: Path) -> None:
     assert sum(claimed) == 40
     with sqlite3.connect(tmp_path / "bot.db") as db:
         assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 4 * 40 * 2
+
+
+def _hold_write_lock(path: Path) -> sqlite3.Connection:
+    """Another process's writer, as SQLite sees it: a connection holding the write lock."""
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    other.execute("BEGIN IMMEDIATE")
+    return other
+
+
+async def test_a_write_cancelled_while_waiting_for_the_lock_leaves_the_store_writable(
+    tmp_path: Path,
+) -> None:
+    store = await open_store(tmp_path)
+    other = _hold_write_lock(tmp_path / "bot.db")
+    waiting = asyncio.create_task(store.set_state("a", "1"))
+    await asyncio.sleep(0.3)  # the store's BEGIN is now waiting on the busy timeout
+    waiting.cancel()
+    other.execute("ROLLBACK")
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    # The cancelled write ran to its end instead of leaving a transaction open.
+    await store.set_state("b", "2")
+    assert await store.get_state("a") == "1"
+    assert await store.get_state("b") == "2"
+    # And the database's write lock is free for other processes.
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("ROLLBACK")
+    other.close()
+    await store.close()
+
+
+async def test_a_write_cancelled_mid_transaction_is_whole_or_absent(tmp_path: Path) -> None:
+    store = await open_store(tmp_path)
+    for _ in range(20):
+        task = asyncio.create_task(
+            store.record_exchange(
+                thread_key="t",
+                workspace="w",
+                question="q",
+                answer="a",
+                sources=[],
+                status="done",
+            )
+        )
+        await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    await store.close()
+    store = await open_store(tmp_path)
+    messages = await store.thread_messages("t")
+    # Every question has its answer: no half-written exchange.
+    assert [m.role for m in messages] == ["user", "assistant"] * (len(messages) // 2)
+    assert len(messages) % 2 == 0
+    await store.set_state("still", "writable")
+    await store.close()
+
+
+async def test_reads_do_not_queue_behind_a_writer_waiting_for_the_lock(tmp_path: Path) -> None:
+    store = await open_store(tmp_path)
+    await store.set_state("name", "value")
+    other = _hold_write_lock(tmp_path / "bot.db")
+    writer = asyncio.create_task(store.set_state("name", "new"))
+    await asyncio.sleep(0.3)
+    # Read while the writer is still waiting for the other process's lock.
+    assert await store.get_state("name") == "value"
+    assert not writer.done()
+    other.execute("ROLLBACK")
+    other.close()
+    await writer
+    assert await store.get_state("name") == "new"
+    await store.close()

@@ -1,0 +1,26 @@
+"""The one package that owns SQL: conversations, messages, keys, settings, processed events.
+
+`Store` is one object made of one part per concern (`threads`, `events`, `sealed`,
+`settings`), all sharing the connections, transactions and migrations of `database`.
+"""
+
+from bot.store.database import BUSY_TIMEOUT_MS, migration_files
+from bot.store.events import EVENT_LEASE_SECONDS, Events
+from bot.store.sealed import Sealed
+from bot.store.settings import Settings
+from bot.store.threads import Role, Status, StoredMessage, Threads
+
+
+class Store(Threads, Events, Sealed, Settings):
+    """Async access to the bot's database; open with `await Store.open(path, vault)`."""
+
+
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "EVENT_LEASE_SECONDS",
+    "Role",
+    "Status",
+    "Store",
+    "StoredMessage",
+    "migration_files",
+]

@@ -1,0 +1,136 @@
+"""Secrets at rest: API keys and Slack installations sealed by the vault, and OAuth states.
+
+Each sealed value is bound to its kind and owner (the vault's associated data), so a row copied
+to another workspace, or from one table to the other, does not open.
+"""
+
+from __future__ import annotations
+
+import time
+
+from bot.store.database import Database, atomic
+from bot.vault import API_KEY, SLACK_INSTALLATION, Vault
+
+
+class Sealed(Database):
+    @atomic
+    async def set_api_key(self, workspace: str, key: str, *, set_by: str | None = None) -> None:
+        sealed = self._vault.encrypt(key, kind=API_KEY, workspace=workspace)
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO api_keys (workspace, ciphertext, set_by) VALUES (?, ?, ?) "
+                "ON CONFLICT (workspace) DO UPDATE SET ciphertext = excluded.ciphertext, "
+                "set_by = excluded.set_by, "
+                "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+                (workspace, sealed, set_by),
+            )
+
+    async def get_api_key(self, workspace: str) -> str | None:
+        async with self._reader.execute(
+            "SELECT ciphertext FROM api_keys WHERE workspace = ?", (workspace,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return (
+            self._vault.decrypt(bytes(row[0]), kind=API_KEY, workspace=workspace) if row else None
+        )
+
+    @atomic
+    async def delete_api_key(self, workspace: str) -> bool:
+        async with self._transaction() as db:
+            cursor = await db.execute("DELETE FROM api_keys WHERE workspace = ?", (workspace,))
+            return cursor.rowcount == 1
+
+    @atomic
+    async def delete_api_keys_within(self, workspace: str) -> int:
+        """Delete the key of `workspace` and of every workspace inside it (ids `workspace:…`,
+        as `slack:E1:T1` is inside the Enterprise Grid org `slack:E1`); returns how many."""
+        async with self._transaction() as db:
+            # substr, not LIKE: ids may hold "_", which LIKE reads as a wildcard.
+            cursor = await db.execute(
+                "DELETE FROM api_keys WHERE workspace = ? OR substr(workspace, 1, ?) = ?",
+                (workspace, len(workspace) + 1, f"{workspace}:"),
+            )
+            return cursor.rowcount
+
+    @atomic
+    async def save_slack_installation(self, installation: str, data: str) -> None:
+        """Store a Slack installation's JSON (it holds tokens) sealed and bound to its id."""
+        sealed = self._vault.encrypt(data, kind=SLACK_INSTALLATION, workspace=installation)
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO slack_installations (installation, ciphertext) VALUES (?, ?) "
+                "ON CONFLICT (installation) DO UPDATE SET ciphertext = excluded.ciphertext, "
+                "installed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+                (installation, sealed),
+            )
+
+    async def get_slack_installation(self, installation: str) -> str | None:
+        async with self._reader.execute(
+            "SELECT ciphertext FROM slack_installations WHERE installation = ?", (installation,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return (
+            self._vault.decrypt(bytes(row[0]), kind=SLACK_INSTALLATION, workspace=installation)
+            if row
+            else None
+        )
+
+    @atomic
+    async def delete_slack_installation(self, installation: str) -> bool:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "DELETE FROM slack_installations WHERE installation = ?", (installation,)
+            )
+            return cursor.rowcount == 1
+
+    @atomic
+    async def issue_oauth_state(self, state: str, expires_at: float) -> None:
+        """Remember an OAuth state value until `expires_at` (unix time); drops expired ones."""
+        async with self._transaction() as db:
+            await db.execute("DELETE FROM oauth_states WHERE expires_at < ?", (time.time(),))
+            await db.execute(
+                "INSERT INTO oauth_states (state, expires_at) VALUES (?, ?)", (state, expires_at)
+            )
+
+    @atomic
+    async def consume_oauth_state(self, state: str) -> bool:
+        """True once for a state issued and not yet expired; it is gone afterwards."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "DELETE FROM oauth_states WHERE state = ? AND expires_at >= ?",
+                (state, time.time()),
+            )
+            return cursor.rowcount == 1
+
+    @atomic
+    async def reseal(self, target: Vault) -> int:
+        """Re-seal every sealed value under `target` in one transaction (`bot rotate-key`);
+        returns how many.
+
+        All or nothing: a value this store's vault can't open rolls the whole rotation back, so
+        the database never holds values sealed under two different secrets because of it.
+        """
+        sealed_columns = (
+            (
+                "SELECT workspace, ciphertext FROM api_keys",
+                "UPDATE api_keys SET ciphertext = ? WHERE workspace = ?",
+                API_KEY,
+            ),
+            (
+                "SELECT installation, ciphertext FROM slack_installations",
+                "UPDATE slack_installations SET ciphertext = ? WHERE installation = ?",
+                SLACK_INSTALLATION,
+            ),
+        )
+        resealed = 0
+        async with self._transaction() as db:
+            for select, update, kind in sealed_columns:
+                async with db.execute(select) as cursor:
+                    rows = await cursor.fetchall()
+                for owner, sealed in rows:
+                    plaintext = self._vault.decrypt(bytes(sealed), kind=kind, workspace=owner)
+                    again = target.encrypt(plaintext, kind=kind, workspace=owner)
+                    await db.execute(update, (again, owner))
+                    resealed += 1
+        self._vault = target
+        return resealed
