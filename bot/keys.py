@@ -65,6 +65,13 @@ class KeyAdmin:
             log.info("API key cleared for %s", workspace)
         return removed
 
+    async def clear_within(self, workspace: str) -> int:
+        """Forget the keys of `workspace` and of every workspace inside it (an Enterprise Grid
+        org's, when the app is uninstalled from the whole org); returns how many there were."""
+        removed = await self._store.delete_api_keys_within(workspace)
+        log.info("API keys cleared for %s and the workspaces inside it: %d", workspace, removed)
+        return removed
+
     async def status(self, workspace: str) -> str | None:
         """The last four characters of the workspace's key, or None when it has none."""
         key = await self._store.get_api_key(workspace)

@@ -119,3 +119,19 @@ async def test_key_never_reaches_logs_or_the_database_file(
     assert GOOD_KEY.encode() not in database_bytes()
     await store.close()  # checkpoints the WAL into the main file
     assert GOOD_KEY.encode() not in database_bytes()
+
+
+async def test_clear_within_forgets_an_org_and_its_workspaces_only(
+    admin: KeyAdmin, store: Store
+) -> None:
+    for workspace in ("slack:E1", "slack:E1:T1", "slack:E1:T2", "slack:E10:T1", "slack:T1"):
+        await store.set_api_key(workspace, GOOD_KEY)
+    assert await admin.clear_within("slack:E1") == 3
+    assert [await admin.status(w) for w in ("slack:E1", "slack:E1:T1", "slack:E1:T2")] == [
+        None,
+        None,
+        None,
+    ]
+    assert await admin.status("slack:E10:T1") == "AbCd"  # a prefix of the id is not the org
+    assert await admin.status("slack:T1") == "AbCd"
+    assert await admin.clear_within("slack:E1") == 0

@@ -247,8 +247,8 @@ class Listeners:
         # An org-wide install is one token for every workspace of the org, kept under the org
         # alone (`installation_id`), whichever workspace Slack names in the event.
         org_wide = bool(context.is_enterprise_install and context.enterprise_id)
-        if org_wide:
-            await self._core.keys.clear(workspace_id(context.enterprise_id, None))
+        if org_wide:  # and so is every key set in one of its workspaces
+            await self._core.keys.clear_within(workspace_id(context.enterprise_id, None))
         if self._installations is not None:
             await self._installations.async_delete_all(
                 enterprise_id=context.enterprise_id,

@@ -168,6 +168,8 @@ async def test_an_org_wide_uninstall_deletes_the_org_installation(
     )
     store = bot.core.store
     await store.set_api_key("slack:E1:T2", KEYS["T2"], set_by="UADMIN2")
+    await store.set_api_key("slack:E1:T3", "sk-another-workspace-of-e1", set_by="U3")
+    await store.set_api_key("slack:E10:T4", "sk-a-workspace-of-e10-0000", set_by="U4")
     await install(fake_slack, bot, "T1")  # a workspace of its own, outside the org
     await store.set_api_key("slack:T1", KEYS["T1"], set_by="UADMIN1")
 
@@ -178,5 +180,7 @@ async def test_an_org_wide_uninstall_deletes_the_org_installation(
 
     assert await store.get_slack_installation("slack:E1") is None
     assert await store.get_api_key("slack:E1:T2") is None
+    assert await store.get_api_key("slack:E1:T3") is None  # every workspace of the org
+    assert await store.get_api_key("slack:E10:T4") is not None  # another org
     assert await store.get_slack_installation("slack:T1") is not None
     assert await store.get_api_key("slack:T1") == KEYS["T1"]
