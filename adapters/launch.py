@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 from collections.abc import Coroutine
@@ -17,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.core import Core
+from bot.errors import BotError
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,7 @@ async def serve(settings: Settings) -> None:
         app.router.add_get("/healthz", _healthz(enabled))
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, settings.host, settings.port).start()
+        await _listen(runner, settings)
         if "web" in enabled:
             from adapters.web.access import WEB_ACCESS
 
@@ -82,6 +84,19 @@ async def _wire(
         add_web_routes(app, settings, core)
         enabled.append("web")
     return enabled
+
+
+async def _listen(runner: web.AppRunner, settings: Settings) -> None:
+    """Bind HOST:PORT, or a BotError the `bot` command prints as one line instead of a traceback."""
+    try:
+        await web.TCPSite(runner, settings.host, settings.port).start()
+    except OSError as error:
+        where = f"port {settings.port} on {settings.host}"
+        if error.errno == errno.EADDRINUSE:
+            raise BotError(
+                f"{where} is already in use; set PORT to another port or stop the other process"
+            ) from None
+        raise BotError(f"cannot listen on {where}: {error.strerror or error}") from None
 
 
 def _healthz(enabled: list[str]) -> Any:
