@@ -94,16 +94,27 @@ class Answer:
 
 
 class Answerer:
-    """Turns a question (with its thread's history) into streamed text plus numbered sources."""
+    """Turns a question (with its thread's history) into streamed text plus numbered sources.
+
+    `rewrite_follow_ups=False` retrieves a follow-up with the thread's last question prepended
+    instead of asking the model to rewrite it, as the keyless bot does: one model call less, for
+    measuring what the rewrite costs (bench/quality/followup_latency.py)."""
 
     def __init__(
-        self, settings: Settings, knowledge: Retriever, store: Store, *, llm: LLM | None = None
+        self,
+        settings: Settings,
+        knowledge: Retriever,
+        store: Store,
+        *,
+        llm: LLM | None = None,
+        rewrite_follow_ups: bool = True,
     ) -> None:
         self._settings = settings
         self._knowledge = knowledge
         self._store = store
         self._own_llm = llm is None
         self._llm = llm or LLM(settings)
+        self._rewrite_follow_ups = rewrite_follow_ups
 
     async def close(self) -> None:
         if self._own_llm:
@@ -215,7 +226,7 @@ class Answerer:
             return question
         last_user = next((t.text for t in reversed(turns) if t.role == "user"), "")
         fallback = f"{last_user}\n{question}" if last_user else question
-        if key is None:
+        if key is None or not self._rewrite_follow_ups:
             return fallback
         messages: list[Message] = [
             {"role": "system", "content": prompts.CONDENSE_SYSTEM},

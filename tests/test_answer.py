@@ -221,6 +221,28 @@ async def test_failed_condensing_falls_back_to_the_raw_question(
     assert [s.number for s in sources] == [1]
 
 
+async def test_without_the_rewrite_a_follow_up_is_retrieved_with_the_last_question(
+    keyed_settings: Settings, knowledge: FakeKnowledge, store: Store, fake_openai: FakeOpenAI
+) -> None:
+    # The follow-up latency benchmark compares the bot against this: one model call, the answer.
+    history = [Turn("user", "How do refunds work?"), Turn("assistant", "Within 30 days [1].")]
+    fake_openai.reply("Five days ", "[1].")
+    answerer = Answerer(
+        keyed_settings,
+        knowledge,
+        store,
+        llm=LLM(keyed_settings, retry_delays=(0.0,)),
+        rewrite_follow_ups=False,
+    )
+    deltas, sources = await run(answerer, "and for gift cards?", history)
+    await answerer.close()
+    assert knowledge.calls[0][0] == "How do refunds work?\nand for gift cards?"
+    (answer,) = fake_openai.chat_requests
+    assert answer.body["stream"] is True
+    assert deltas == ["Five days ", "[1]."]
+    assert [s.number for s in sources] == [1]
+
+
 async def test_every_cited_source_is_listed_by_its_number(
     keyed_settings: Settings, knowledge: FakeKnowledge, store: Store, fake_openai: FakeOpenAI
 ) -> None:

@@ -16,7 +16,6 @@ import asyncio
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -36,12 +35,6 @@ HISTORY = [
 FOLLOW_UP = "and who is allowed to do that?"
 REWRITE = ("Who", " is", " allowed", " to", " run", " /setkey", " in", " Slack?")
 ANSWER = tuple(f" word{n}" for n in range(40))
-
-
-class WithoutRewrite(Answerer):
-    async def _standalone(self, question: str, turns: Sequence[Turn], key: str | None) -> str:
-        last_user = next((t.text for t in reversed(turns) if t.role == "user"), "")
-        return f"{last_user}\n{question}"
 
 
 async def first_text(answerer: Answerer) -> float:
@@ -73,9 +66,9 @@ async def main(runs: int, first_token: float, interval: float) -> None:
         )
         timings: dict[str, list[float]] = {"rewrite": [], "last turn + question": []}
         for _ in range(runs):
-            for name, kind in (("rewrite", Answerer), ("last turn + question", WithoutRewrite)):
-                answerer = kind(settings, knowledge, store)
-                if kind is Answerer:
+            for name, rewrite in (("rewrite", True), ("last turn + question", False)):
+                answerer = Answerer(settings, knowledge, store, rewrite_follow_ups=rewrite)
+                if rewrite:
                     fake.reply_with(
                         Reply(REWRITE, stall_after=0, stall=first_token, interval=interval)
                     )
