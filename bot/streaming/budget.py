@@ -19,6 +19,9 @@ text arrived while it queued is promoted): placeholders first, then first visibl
 writes, then interim edits, the one that has waited longest since its last visible update first.
 A 429 pauses the whole budget for its Retry-After. Each budget runs one dispatcher task while
 anyone waits; callers are the answers' own tasks.
+
+The registry forgets a budget once it is idle (see `Budget.idle`: a fresh one would behave the
+same) and nobody holds it, so keys that come and go (the web chat's two per page) do not pile up.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import contextlib
 import itertools
 import logging
 import math
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -53,6 +57,9 @@ ARRIVAL_BOUND = 1.0
 MAX_DEBT_WINDOWS = 1
 # Float slack when comparing refilled tokens against one whole call.
 EPSILON = 1e-9
+# Budgets the registry holds before it first looks for idle ones to let go; after each look, it
+# looks again once it holds twice what it kept, so looking costs O(1) per new budget.
+SWEEP_FLOOR = 16
 
 
 class Priority(IntEnum):
@@ -97,8 +104,12 @@ class _Waiter:
 class Budget:
     """At most `spec.rate` calls per `spec.window` seconds, granted by rank, shared by key."""
 
-    def __init__(self, spec: BudgetSpec, clock: Clock) -> None:
+    def __init__(
+        self, spec: BudgetSpec, clock: Clock, on_use: Callable[[Budget], None] | None = None
+    ) -> None:
         self.spec = spec
+        # Told whenever the budget may stop being idle (the registry holds it again).
+        self._on_use = on_use
         self.burst = max(1, min(spec.rate, BURST))
         self.max_in_flight = max(self.burst, URGENT_IN_FLIGHT)
         self._clock = clock
@@ -133,8 +144,24 @@ class Budget:
         finally:
             self._done(call)
 
+    def idle(self, now: float) -> bool:
+        """Whether a budget made afresh would behave exactly like this one: nobody waits, calls
+        or owes a final here, no Retry-After pause is pending, no call is left in the window
+        and the interim bucket has refilled."""
+        if self._waiters or self._dispatcher is not None or self._in_flight or self._owed:
+            return False
+        if self._paused_until > now:
+            return False
+        if any(call.at > now - self.spec.window for call in self._recent):
+            return False
+        tokens = self._tokens
+        if self._refilled_at is not None:
+            tokens += (now - self._refilled_at) / self._interval
+        return tokens >= self.burst - EPSILON
+
     def owe(self) -> None:
         """An answer started that will make one final write on this budget."""
+        self._used()
         self._owed += 1
 
     def settle(self) -> None:
@@ -155,11 +182,16 @@ class Budget:
 
     def pause(self, seconds: float) -> None:
         """A 429 said Retry-After: nobody sharing this budget calls before it has passed."""
+        self._used()
         self.rate_limited += 1
         until = self._clock.monotonic() + max(0.0, seconds)
         if until > self._paused_until:
             self._paused_until = until
             log.info("budget %s paused for %.1fs", self.spec.key, seconds)
+
+    def _used(self) -> None:
+        if self._on_use is not None:
+            self._on_use(self)
 
     def _done(self, call: _Call) -> None:
         call.at = min(self._clock.monotonic(), call.granted + ARRIVAL_BOUND)
@@ -171,6 +203,7 @@ class Budget:
         self._changed.set()
 
     async def _acquire(self, rank: Callable[[], Rank]) -> _Call:
+        self._used()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiter = _Waiter(rank, next(self._seq), future)
         self._waiters.append(waiter)
@@ -263,19 +296,47 @@ class Budget:
 
 
 class Budgets:
-    """The registry: one shared `Budget` per key, created on first use."""
+    """The registry: one shared `Budget` per key, created on first use, forgotten when idle.
+
+    Every budget is held strongly until a sweep finds it idle; from then on only its users hold
+    it (weakly listed here, so `get` still returns the same one to a second answer on the key,
+    and two budgets never share a key). Using it again (a wait, an owed final, a pause) holds it
+    again; once nobody holds an idle budget, it is gone, and the next `get` makes a fresh one.
+    """
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._budgets: dict[str, Budget] = {}
+        self._held: dict[str, Budget] = {}
+        self._live: weakref.WeakValueDictionary[str, Budget] = weakref.WeakValueDictionary()
+        self._sweep_at = SWEEP_FLOOR
+
+    def __len__(self) -> int:
+        """Budgets that still exist: held here, or idle but still held by an answer."""
+        return len(self._live)
 
     def get(self, spec: BudgetSpec) -> Budget:
-        budget = self._budgets.get(spec.key)
+        budget = self._live.get(spec.key)
         if budget is None:
-            budget = self._budgets[spec.key] = Budget(spec, self._clock)
+            if len(self._held) >= self._sweep_at:
+                self.sweep()
+            budget = Budget(spec, self._clock, self._hold)
+            self._live[spec.key] = budget
         elif budget.spec != spec:
             log.debug("budget %s already exists as %s; ignoring %s", spec.key, budget.spec, spec)
+        self._hold(budget)
         return budget
 
+    def sweep(self) -> int:
+        """Let go of the idle budgets; returns how many are still held."""
+        now = self._clock.monotonic()
+        for key, budget in list(self._held.items()):
+            if budget.idle(now):
+                del self._held[key]
+        self._sweep_at = max(SWEEP_FLOOR, 2 * len(self._held))
+        return len(self._held)
+
     def all(self) -> list[Budget]:
-        return list(self._budgets.values())
+        return list(self._live.values())
+
+    def _hold(self, budget: Budget) -> None:
+        self._held[budget.spec.key] = budget

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Callable
 
 import pytest
@@ -264,3 +266,94 @@ def test_a_call_counts_in_its_window_from_when_its_response_came_back() -> None:
     assert grants[:2] == [0.0, 1.5]
     slow = grants[2]
     assert grants[3] == slow + 3.0  # when the slow call returned; not slow + 3.0 + 1.0
+
+
+# -- the registry forgets idle budgets (issue 13, item 13) ----------------------------------------
+
+
+async def page_load(budgets: Budgets, number: int, clock: VirtualClock) -> None:
+    """What one web chat page costs the registry: its socket names an edit and a post budget
+    of its own, and the page's answer spends both."""
+    for kind in ("edit", "post"):
+        budget = budgets.get(BudgetSpec(f"web:{kind}:{number}", 20, 1.0))
+        async with budget.slot(urgent()):
+            await clock.sleep(0.01)
+
+
+async def page_loads(budgets: Budgets, count: int, clock: VirtualClock) -> None:
+    for number in range(count):
+        await page_load(budgets, number, clock)
+        await clock.sleep(0.1)  # ten page loads a second
+
+
+def test_a_thousand_web_page_loads_leave_a_small_registry() -> None:
+    clock = VirtualClock()
+    budgets = Budgets(clock)
+    clock.run(page_loads(budgets, 1000, clock))
+    # 2,000 budgets were made; only those of the last second's pages may still count calls.
+    assert len(budgets.all()) < 100
+
+
+def test_busy_budgets_are_kept_while_idle_ones_go() -> None:
+    clock = VirtualClock()
+    budgets = Budgets(clock)
+    paused_spec = BudgetSpec("slack:T1:update", 50, 60.0)
+    waited_spec = BudgetSpec("discord:1:2", 1, 300.0)
+    owed_spec = BudgetSpec("slack:T2:update", 50, 60.0)
+    held_spec = BudgetSpec("discord:1:3", 5, 5.0)
+    idle_spec = BudgetSpec("discord:1:4", 5, 5.0)
+    grants: list[float] = []
+
+    async def main() -> None:
+        paused = budgets.get(paused_spec)
+        await take(paused, urgent(), [], clock)
+        paused.pause(60.0)  # a 429 said Retry-After: 60
+        paused_ref = weakref.ref(paused)
+        del paused
+        waited = budgets.get(waited_spec)
+        await take(waited, urgent(), [], clock)
+        waiter = asyncio.create_task(take(waited, urgent(), [], clock))
+        await clock.sleep(0)
+        del waited
+        owed = budgets.get(owed_spec)
+        owed.owe()  # an answer in progress will make its final write here
+        owed_ref = weakref.ref(owed)
+        del owed
+        held = budgets.get(held_spec)  # idle, but an answer between two edits holds it
+        idle_ref = weakref.ref(budgets.get(idle_spec))
+
+        await page_loads(budgets, 300, clock)  # 30 s: many sweeps
+        gc.collect()
+        assert len(budgets.all()) < 100
+        assert idle_ref() is None  # nobody held it: forgotten
+
+        assert budgets.get(held_spec) is held  # one budget per key while an answer holds it
+        assert owed_ref() is not None and budgets.get(owed_spec) is owed_ref()
+        assert budgets.get(waited_spec).waiting == 1
+        assert paused_ref() is not None
+        # The next answer on the paused key still waits out the Retry-After.
+        await take(budgets.get(paused_spec), urgent(), grants, clock)
+        waiter.cancel()
+
+    clock.run(main())
+    assert grants[0] >= 60.0
+
+
+def test_a_budget_forgotten_while_an_answer_held_it_is_kept_again_when_paused() -> None:
+    clock = VirtualClock()
+    budgets = Budgets(clock)
+    spec = BudgetSpec("discord:1:2", 5, 5.0)
+    grants: list[float] = []
+
+    async def main() -> None:
+        held = budgets.get(spec)
+        await page_loads(budgets, 100, clock)  # idle through the sweeps: no longer held there
+        held.pause(30.0)  # then the answer holding it gets a 429
+        pause_end = clock.now + 30.0
+        del held
+        await page_loads(budgets, 100, clock)  # 10 s, more sweeps
+        assert len(budgets.all()) < 100
+        await take(budgets.get(spec), urgent(), grants, clock)
+        assert grants[0] >= pause_end
+
+    clock.run(main())
