@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     model_context_tokens: int = Field(default=16000, ge=2000)
     llm_idle_timeout: float = Field(default=30.0, gt=0)
     llm_total_timeout: float = Field(default=300.0, gt=0)
+    # At SIGTERM, answers in flight get this long to finish before they end with the
+    # "interrupted" notice (systemd waits 90 s and Kubernetes 30 s before SIGKILL).
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
 
     # Platform rate budgets the streaming editor spends (calls per window, window in seconds).
     slack_update_rate: int = Field(default=50, ge=1)

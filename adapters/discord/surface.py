@@ -1,9 +1,10 @@
 """Where a Discord answer is shown: the deferred /ask response or a reply to a mention.
 
 The streaming editor in `bot/` decides when to post and edit; these surfaces make the calls with
-mentions switched off, attach the 👍/👎 buttons on the final write, and turn Discord's refusals
-into the core's errors. discord.py retries 429s by sleeping, which would hide them from the
-editor's shared budget, so within a surface call a 429 is raised as `PlatformRateLimited` instead.
+mentions switched off and link previews suppressed, attach the 👍/👎 buttons on the final write,
+and turn Discord's refusals into the core's errors. discord.py retries 429s by sleeping, which
+would hide them from the editor's shared budget, so within a surface call a 429 is raised as
+`PlatformRateLimited` instead.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from typing import Any
 
 import aiohttp
 import discord
+from discord.http import handle_message_parameters
+from discord.utils import MISSING
+from discord.webhook.async_ import async_context
 
 from bot.errors import PlatformError, PlatformRateLimited
 from bot.retry_after import retry_after
@@ -27,6 +31,10 @@ log = logging.getLogger(__name__)
 
 MESSAGE_LIMIT = 2000  # characters in one message's content
 NO_MENTIONS = discord.AllowedMentions.none()  # model output must never ping anyone
+# Every answer write carries SUPPRESS_EMBEDS: Discord's crawler fetches each link a message shows
+# to preview it, so a URL quoted from a document (an internal one, one with a token in it) would
+# be fetched from Discord's servers without anyone clicking it.
+SUPPRESS_EMBEDS = discord.MessageFlags(suppress_embeds=True)
 FEEDBACK_PATTERN = r"feedback:(?P<direction>up|down):(?P<answer_id>[0-9]+)"
 DEFAULT_RETRY_AFTER = 1.0  # seconds, when a 429 names no wait
 
@@ -197,14 +205,18 @@ class InteractionSurface(_DiscordSurface):
         view = feedback_view(final, self._buttons)
         async with platform_call("posting an answer"):
             if self._original_id is None:
-                message: discord.Message = await self._interaction.edit_original_response(
-                    content=text, allowed_mentions=NO_MENTIONS, **_view(view)
+                # The deferred response was created without the flag (defer() takes none).
+                self._original_id = await _edit_interaction_message(
+                    self._interaction, None, text, view
                 )
-                self._original_id = str(message.id)
                 message_id = self._original_id
             else:
                 followup = await self._interaction.followup.send(
-                    text, wait=True, allowed_mentions=NO_MENTIONS, **_view(view)
+                    text,
+                    wait=True,
+                    allowed_mentions=NO_MENTIONS,
+                    suppress_embeds=True,
+                    **_view(view),
                 )
                 message_id = str(followup.id)
         await self._remember(message_id)
@@ -213,14 +225,57 @@ class InteractionSurface(_DiscordSurface):
     async def edit(self, message_id: str, text: str, *, final: Final | None = None) -> None:
         view = feedback_view(final, self._buttons)
         async with platform_call("editing an answer"):
-            if message_id == self._original_id:
-                await self._interaction.edit_original_response(
-                    content=text, allowed_mentions=NO_MENTIONS, **_view(view)
-                )
-            else:
-                await self._interaction.followup.edit_message(
-                    int(message_id), content=text, allowed_mentions=NO_MENTIONS, **_view(view)
-                )
+            followup_id = None if message_id == self._original_id else message_id
+            await _edit_interaction_message(self._interaction, followup_id, text, view)
+
+
+async def _edit_interaction_message(
+    interaction: discord.Interaction[Any],
+    followup_id: str | None,
+    text: str,
+    view: discord.ui.View | None,
+) -> str:
+    """Edit the interaction's response (no `followup_id`) or one of its follow-ups with
+    SUPPRESS_EMBEDS; return the message id.
+
+    discord.py (2.7) takes no flags in edit_original_response or Webhook.edit_message, so this is
+    their body with `flags` added, sent through discord.py's own webhook adapter on the client's
+    session (its retries, and this module's 429 trace, apply as before). The view's buttons are
+    dynamic items the client registered, so the view needs no storing for clicks to arrive.
+    """
+    webhook = interaction.followup  # the application's webhook: the client's session and proxy
+    adapter = async_context.get()
+    with handle_message_parameters(
+        content=text,
+        allowed_mentions=NO_MENTIONS,
+        view=view if view is not None else MISSING,
+        flags=SUPPRESS_EMBEDS,
+    ) as params:
+        app_id, token = interaction.application_id, interaction.token
+        if followup_id is None:
+            data = await adapter.edit_original_interaction_response(
+                app_id,
+                token,
+                session=webhook.session,
+                proxy=webhook.proxy,
+                proxy_auth=webhook.proxy_auth,
+                payload=params.payload,
+                multipart=params.multipart,
+                files=params.files,
+            )
+        else:
+            data = await adapter.edit_webhook_message(
+                app_id,
+                token,
+                int(followup_id),
+                session=webhook.session,
+                proxy=webhook.proxy,
+                proxy_auth=webhook.proxy_auth,
+                payload=params.payload,
+                multipart=params.multipart,
+                files=params.files,
+            )
+    return str(data["id"])
 
 
 # The channels a mention can arrive in and be answered in.
@@ -244,6 +299,9 @@ class MessageSurface(_DiscordSurface):
         super().__init__(settings, channel.id, remember, buttons)
         self._channel = channel
         self._reference = reference
+        # The messages posted, for their edits: discord.py sets flags on an edit only through a
+        # whole Message's edit(suppress=...), not a PartialMessage's.
+        self._posted: dict[str, discord.Message] = {}
 
     async def post(self, text: str, *, final: Final | None = None) -> str:
         view = feedback_view(final, self._buttons)
@@ -254,20 +312,24 @@ class MessageSurface(_DiscordSurface):
                     reference=self._reference.to_reference(fail_if_not_exists=False),
                     mention_author=False,
                     allowed_mentions=NO_MENTIONS,
+                    suppress_embeds=True,
                     **_view(view),
                 )
             else:
                 message = await self._channel.send(
-                    text, allowed_mentions=NO_MENTIONS, **_view(view)
+                    text, allowed_mentions=NO_MENTIONS, suppress_embeds=True, **_view(view)
                 )
+        self._posted[str(message.id)] = message
         await self._remember(str(message.id))
         return str(message.id)
 
     async def edit(self, message_id: str, text: str, *, final: Final | None = None) -> None:
         view = feedback_view(final, self._buttons)
-        partial = self._channel.get_partial_message(int(message_id))
+        message = self._posted[message_id]  # the editor edits only what this surface posted
         async with platform_call("editing an answer"):
-            await partial.edit(content=text, allowed_mentions=NO_MENTIONS, **_view(view))
+            await message.edit(
+                content=text, allowed_mentions=NO_MENTIONS, suppress=True, **_view(view)
+            )
 
 
 def _view(view: discord.ui.View | None) -> dict[str, Any]:

@@ -11,15 +11,28 @@ stays empty.
     writes.py    what the bot's writes do: messages, interaction callbacks, commands, threads
     gateway.py   the gateway handshake, and people's slash commands, clicks and messages
     state.py     users, guilds, channels, messages, interactions, what was requested
-    rules.py     the channel budget and its 429s, allowed mentions, the length limit
+    rules.py     the channel budget and its 429s, allowed mentions, the length limit, the flags
+                 each write may set, the links Discord's crawler previews
     payloads.py  Discord objects as discord.py reads them; spec.py checks against the spec
 """
 
 from tests.fakes.discord.gateway import HEARTBEAT_INTERVAL_MS, MESSAGE_CONTENT_INTENT
 from tests.fakes.discord.payloads import MEMBER_PERMISSIONS, TIMESTAMP
-from tests.fakes.discord.rules import ACK_DEADLINE_SECONDS, EPHEMERAL, MANAGE_GUILD
+from tests.fakes.discord.rules import (
+    ACK_DEADLINE_SECONDS,
+    EPHEMERAL,
+    MANAGE_GUILD,
+    SUPPRESS_EMBEDS,
+)
 from tests.fakes.discord.server import API_PREFIX, FakeDiscord
-from tests.fakes.discord.state import FAKE_TOKEN, Guild, Interaction, RestCall, snowflake
+from tests.fakes.discord.state import (
+    FAKE_TOKEN,
+    Guild,
+    Interaction,
+    MessageWrite,
+    RestCall,
+    snowflake,
+)
 from tests.fakes.discord.writes import DEFAULT_ARCHIVE_MINUTES
 
 __all__ = [
@@ -32,10 +45,12 @@ __all__ = [
     "MANAGE_GUILD",
     "MEMBER_PERMISSIONS",
     "MESSAGE_CONTENT_INTENT",
+    "SUPPRESS_EMBEDS",
     "TIMESTAMP",
     "FakeDiscord",
     "Guild",
     "Interaction",
+    "MessageWrite",
     "RestCall",
     "snowflake",
 ]

@@ -1,10 +1,12 @@
 """Discord's rules as the fake Discord enforces them: the per-channel create/edit budget (429s
 and X-RateLimit headers shaped like Discord's), allowed mentions that must ping no one, the
-2,000-character limit, and Discord's JSON error bodies."""
+2,000-character limit, the message flags each kind of write may set, the link previews Discord's
+crawler makes, and Discord's JSON error bodies."""
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -12,7 +14,11 @@ from typing import Any
 
 from aiohttp import web
 
+SUPPRESS_EMBEDS = 1 << 2
 EPHEMERAL = 1 << 6
+SUPPRESS_NOTIFICATIONS = 1 << 12
+IS_VOICE_MESSAGE = 1 << 13
+IS_COMPONENTS_V2 = 1 << 15
 MANAGE_GUILD = 1 << 5
 MAX_CONTENT = 2000
 ACK_DEADLINE_SECONDS = 3.0  # an interaction not answered by then is gone
@@ -83,6 +89,36 @@ def mentions_problem(what: str, body: dict[str, Any], *, needs_content: bool) ->
     ):
         return f"{what}: allowed_mentions not none: {mentions!r}"
     return None
+
+
+# The flags a write may set. The OpenAPI spec types `flags` only as an integer (spec.py checks
+# that); which bits each endpoint takes is in Discord's docs: Create Message, Execute Webhook
+# (an interaction's follow-ups, which may also be ephemeral), the interaction response's message
+# data, and Edit Message / Edit Webhook Message, where only SUPPRESS_EMBEDS can be changed (and
+# IS_COMPONENTS_V2 set) while the bits already set may be repeated.
+SETTABLE_FLAGS = {
+    "create": SUPPRESS_EMBEDS | SUPPRESS_NOTIFICATIONS | IS_VOICE_MESSAGE | IS_COMPONENTS_V2,
+    "followup": SUPPRESS_EMBEDS | SUPPRESS_NOTIFICATIONS | IS_COMPONENTS_V2 | EPHEMERAL,
+    "callback": (
+        SUPPRESS_EMBEDS | SUPPRESS_NOTIFICATIONS | IS_VOICE_MESSAGE | IS_COMPONENTS_V2 | EPHEMERAL
+    ),
+    "edit": SUPPRESS_EMBEDS | IS_COMPONENTS_V2,
+}
+# What Discord's crawler fetches to preview: a bare http(s) link; <https://...> is never previewed.
+_LINK = re.compile(r"(?<!<)\bhttps?://[^\s<>]+")
+
+
+def flags_problem(what: str, kind: str, flags: int, *, already: int = 0) -> str | None:
+    """What is wrong with the flags a write of `kind` sends (over the message's `already`)."""
+    refused = flags & ~already & ~SETTABLE_FLAGS[kind]
+    if refused:
+        return f"{what}: flags {flags} set bits {refused} a {kind} cannot set"
+    return None
+
+
+def previewed_links(content: str) -> list[str]:
+    """The links in `content` that Discord's crawler fetches for a preview (unless suppressed)."""
+    return [match.rstrip(".,;:!?)]") for match in _LINK.findall(content)]
 
 
 def json_response(data: Any, *, status: int = 200) -> web.Response:

@@ -1,6 +1,7 @@
 """What the fake Discord knows and has seen: the bot's application, users, guilds with their
 channels and members' permissions, messages, interactions, the commands synced, every REST
-request and every violation found; plus waiting for any of it to change."""
+request, every message write with its flags, the links Discord's crawler fetched, and every
+violation found; plus waiting for any of it to change."""
 
 from __future__ import annotations
 
@@ -62,6 +63,17 @@ class RestCall:
     body: Any  # parsed JSON, or None
 
 
+@dataclass(frozen=True)
+class MessageWrite:
+    """One write of a message: `kind` is create, followup, callback or edit; `flags` is what the
+    write sent (None: left out, so an edit keeps the message's flags)."""
+
+    kind: str
+    message_id: str
+    content: str | None
+    flags: int | None
+
+
 class DiscordState:
     """The world the bot sees, and the record of what it did; `changed` wakes `wait_for`."""
 
@@ -86,6 +98,8 @@ class DiscordState:
         self.command_syncs: list[str] = []
         self.refuse_commands: set[str] = set()  # scopes answering 403 (app not authorised)
         self.requests: list[tuple[str, str, Any]] = []
+        self.writes: list[MessageWrite] = []
+        self.crawled: list[str] = []  # links Discord fetched to preview them, as people saw them
         self.violations: list[str] = []
         self.rate_limited = 0
         self.changed = asyncio.Condition()

@@ -1,6 +1,7 @@
 """What the bot's REST writes do to the fake Discord's state under Discord's rules: messages
-created and edited (charged to the channel's budget), interaction callbacks (within 3 seconds,
-once), commands synced, threads started."""
+created and edited (charged to the channel's budget, their flags checked and recorded, their links
+previewed unless embeds are suppressed), interaction callbacks (within 3 seconds, once), commands
+synced, threads started."""
 
 from __future__ import annotations
 
@@ -18,13 +19,17 @@ from tests.fakes.discord.rules import (
     ACK_DEADLINE_SECONDS,
     EPHEMERAL,
     MAX_CONTENT,
+    SETTABLE_FLAGS,
+    SUPPRESS_EMBEDS,
     ChannelBudget,
+    flags_problem,
     invalid,
     json_response,
     mentions_problem,
+    previewed_links,
     unknown,
 )
-from tests.fakes.discord.state import FAKE_TOKEN, Interaction, RestCall, snowflake
+from tests.fakes.discord.state import FAKE_TOKEN, Interaction, MessageWrite, RestCall, snowflake
 
 DEFAULT_ARCHIVE_MINUTES = 1440
 
@@ -98,6 +103,8 @@ class Writes(Gateway):
                 return invalid()
             if len(data.get("content") or "") > MAX_CONTENT:
                 return self._too_long("interaction callback")
+            if not self._flags_allowed(f"callback {kind}", "callback", data):
+                return invalid()
             message = self._new_message(
                 interaction.channel_id, self.users[self.bot_id], data.get("content", "")
             )
@@ -107,6 +114,7 @@ class Writes(Gateway):
             message["webhook_id"] = self.application_id
             self.messages[message["id"]] = message
             interaction.original_id = message["id"]
+            self._written("callback", message, data)
         elif kind != 9:
             return json_response(
                 {"message": f"callback type {kind} unsupported", "code": 0}, status=400
@@ -124,6 +132,9 @@ class Writes(Gateway):
         content = body.get("content") or ""
         if len(content) > MAX_CONTENT:
             return self._too_long("create")
+        kind = "followup" if webhook else "create"
+        if not self._flags_allowed(kind, kind, body):
+            return invalid()
         ephemeral = bool(int(body.get("flags") or 0) & EPHEMERAL)
         if not ephemeral and (limited := self._spend(call, channel_id)) is not None:
             return limited
@@ -136,6 +147,7 @@ class Writes(Gateway):
             message["type"] = 19
             message["message_reference"] = {**body["message_reference"], "type": 0}
         self.messages[message["id"]] = message
+        self._written(kind, message, body)
         return self._with_budget_headers(json_response(message), channel_id)
 
     def _edit(self, call: RestCall, message_id: str) -> web.Response:
@@ -145,6 +157,8 @@ class Writes(Gateway):
             return invalid()
         if len(body.get("content") or "") > MAX_CONTENT:
             return self._too_long("edit")
+        if not self._flags_allowed("edit", "edit", body, already=message["flags"]):
+            return invalid()
         channel_id = message["channel_id"]
         if (
             not message["flags"] & EPHEMERAL
@@ -155,6 +169,10 @@ class Writes(Gateway):
             message["content"] = body["content"] or ""
         if "components" in body:
             message["components"] = body["components"] or []
+        if body.get("flags") is not None:
+            editable = SETTABLE_FLAGS["edit"]
+            message["flags"] = message["flags"] & ~editable | int(body["flags"]) & editable
+        self._written("edit", message, body)
         message["loading"] = False
         message["edits"] = message.get("edits", 0) + 1
         message["edited_timestamp"] = TIMESTAMP
@@ -178,6 +196,30 @@ class Writes(Gateway):
         if problem is not None:
             self.violations.append(problem)
         return problem is None
+
+    def _flags_allowed(
+        self, what: str, kind: str, body: dict[str, Any], *, already: int = 0
+    ) -> bool:
+        problem = flags_problem(what, kind, int(body.get("flags") or 0), already=already)
+        if problem is not None:
+            self.violations.append(problem)
+        return problem is None
+
+    def _written(self, kind: str, message: dict[str, Any], body: dict[str, Any]) -> None:
+        """Record the write, then preview the message's links as Discord's crawler would: it
+        fetches each new one unless the message suppresses embeds, which also drops previews."""
+        self.writes.append(
+            MessageWrite(kind, message["id"], body.get("content"), body.get("flags"))
+        )
+        if message["flags"] & SUPPRESS_EMBEDS:
+            message["embeds"] = []
+            return
+        shown = {embed["url"] for embed in message["embeds"]}
+        for url in previewed_links(message["content"]):
+            if url not in shown:
+                shown.add(url)
+                self.crawled.append(url)
+                message["embeds"].append({"type": "link", "url": url})
 
     def _too_long(self, what: str) -> web.Response:
         self.violations.append(f"{what}: content over {MAX_CONTENT} characters")
