@@ -60,11 +60,11 @@ class Conversations:
     async def link(self, workspace: str, message: str, thread_key: str) -> None:
         """Remember that a platform message (named by the adapter, platform-qualified) belongs
         to a thread, so a reply to it continues that thread."""
-        await self._store.set_setting(workspace, message, thread_key)
+        await self._store.link_message(workspace, message, thread_key)
 
     async def linked(self, workspace: str, message: str) -> str | None:
         """The thread a platform message was linked to, if any."""
-        return await self._store.get_setting(workspace, message)
+        return await self._store.linked_thread(workspace, message)
 
     async def reply(
         self,

@@ -13,6 +13,7 @@ from bot.conversation import Conversations
 from bot.keys import KeyAdmin
 from bot.knowledge import Knowledge
 from bot.private_files import private_database
+from bot.retention import Pruner
 from bot.settings import Settings
 from bot.store import Store
 from bot.streaming.editor import Editor
@@ -28,6 +29,7 @@ class Core:
     editor: Editor
     conversations: Conversations
     keys: KeyAdmin
+    pruner: Pruner
 
     @classmethod
     async def open(cls, settings: Settings) -> Core:
@@ -35,6 +37,8 @@ class Core:
         knowledge = Knowledge(settings)
         editor = Editor()
         answerer = Answerer(settings, knowledge, store)
+        pruner = Pruner(settings, store)
+        pruner.start()  # old threads, event claims and reply links go now and every interval
         return cls(
             settings=settings,
             store=store,
@@ -43,11 +47,13 @@ class Core:
             editor=editor,
             conversations=Conversations(settings, store, answerer, editor),
             keys=KeyAdmin(settings, store),
+            pruner=pruner,
         )
 
     async def close(self) -> None:
         # Adapters have stopped taking questions; answers still streaming end as cancelled.
         await self.editor.close()
+        await self.pruner.close()
         await self.answerer.close()
         await self.knowledge.close()
         await self.store.close()

@@ -129,6 +129,14 @@ class Settings(BaseSettings):
     discord_edit_rate: int = Field(default=5, ge=1)
     discord_edit_window: float = Field(default=5.0, gt=0)
 
+    # How long the database keeps things (bot/retention.py prunes at start and every
+    # PRUNE_INTERVAL seconds); 0 keeps them for ever. Threads idle for RETENTION_DAYS go with
+    # their messages and feedback, reply links that old too; event claims only guard against
+    # redeliveries, which come within minutes, so they go after EVENT_RETENTION_HOURS.
+    retention_days: int = Field(default=90, ge=0)
+    event_retention_hours: int = Field(default=48, ge=0)
+    prune_interval: float = Field(default=3600.0, gt=0)
+
     log_level: str = "INFO"
 
     @field_validator("slack_admin_user_ids", "discord_guild_ids", mode="before")

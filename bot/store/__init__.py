@@ -1,23 +1,27 @@
-"""The one package that owns SQL: conversations, messages, keys, settings, processed events.
+"""The one package that owns SQL: conversations, messages, keys, settings, events, reply links.
 
-`Store` is one object made of one part per concern (`threads`, `events`, `sealed`,
-`settings`), all sharing the connections, transactions and migrations of `database`.
+`Store` is one object made of one part per concern (`threads`, `events`, `links`, `retention`,
+`sealed`, `settings`), all sharing the connections, transactions and migrations of `database`.
 """
 
 from bot.store.database import BUSY_TIMEOUT_MS, migration_files
 from bot.store.events import EVENT_LEASE_SECONDS, Events
+from bot.store.links import Links
+from bot.store.retention import PRUNE_BATCH, Pruned, Retention
 from bot.store.sealed import Sealed
 from bot.store.settings import Settings
 from bot.store.threads import Role, Status, StoredMessage, Threads
 
 
-class Store(Threads, Events, Sealed, Settings):
+class Store(Threads, Events, Links, Retention, Sealed, Settings):
     """Async access to the bot's database; open with `await Store.open(path, vault)`."""
 
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
     "EVENT_LEASE_SECONDS",
+    "PRUNE_BATCH",
+    "Pruned",
     "Role",
     "Status",
     "Store",
