@@ -34,6 +34,8 @@ async def serve(settings: Settings) -> None:
         log.info("knowledge: %s", report)
         app = web.Application()
         enabled = await _wire(app, settings, core, tasks)
+        # Renews this process's answers in flight; ends those a dead process left behind.
+        core.journal.start()
         app.router.add_get("/healthz", _healthz(enabled))
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()

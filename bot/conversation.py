@@ -15,6 +15,7 @@ from typing import Literal
 from bot.answer import Answerer, Turn
 from bot.citations import Source
 from bot.errors import ANSWER_CRASHED, BotError
+from bot.journal import Address, AnswerJournal
 from bot.settings import Settings
 from bot.store import Status, Store, StoredMessage
 from bot.streaming.editor import Editor
@@ -34,12 +35,18 @@ class Conversations:
     """Turns questions into streamed, stored answers; one per process, shared by all adapters."""
 
     def __init__(
-        self, settings: Settings, store: Store, answerer: Answerer, editor: Editor
+        self,
+        settings: Settings,
+        store: Store,
+        answerer: Answerer,
+        editor: Editor,
+        journal: AnswerJournal | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._answerer = answerer
         self._editor = editor
+        self._journal = journal or AnswerJournal(store)
 
     async def is_followup(self, thread_key: str) -> bool:
         """Whether the bot already takes part in this thread (so no mention is needed)."""
@@ -75,14 +82,34 @@ class Conversations:
         question: str,
         author: str | None = None,
         event_id: str | None = None,
+        address: Address | None = None,
     ) -> Reply | None:
-        """Answer `question` into `surface`; None if `event_id` was already answered."""
+        """Answer `question` into `surface`; None if `event_id` was already answered.
+
+        `address` says where the answer is shown in a form the adapter can reopen after a
+        restart (`AnswerJournal.mend_with`); without it, an answer cut off by a crash is still
+        stored as failed, but its message can't be ended.
+        """
         if event_id is not None and not await self._store.claim_event(event_id):
             log.info("event %s already handled; not answering twice", event_id)
             return None
+        journal: int | None = None
         try:
-            return await self._reply(surface, thread_key, workspace, question, author)
+            journal = await self._journal.begin(
+                thread_key=thread_key,
+                workspace=workspace,
+                question=question,
+                author=author,
+                event_id=event_id,
+                address=address,
+            )
+            if address is not None:
+                surface = self._journal.watch(surface, journal)
+            return await self._reply(surface, thread_key, workspace, question, author, journal)
         finally:
+            # The end state is shown (or the task was cancelled past saving): nothing to mend.
+            if journal is not None:
+                await asyncio.shield(self._journal.end(journal))
             if event_id is not None:
                 # Even a failed answer is final: its message shows the failure, and answering
                 # again on redelivery would double it.
@@ -95,6 +122,7 @@ class Conversations:
         workspace: str,
         question: str,
         author: str | None,
+        journal: int,
     ) -> Reply:
         stream = self._editor.stream(surface)
         await stream.start()
@@ -128,6 +156,7 @@ class Conversations:
                 sources=sources if status == "done" else [],
                 status=status,
                 author=author,
+                journal=journal,
             )
         )
         if status == "done":

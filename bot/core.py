@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from bot.answer import Answerer
 from bot.conversation import Conversations
+from bot.journal import AnswerJournal
 from bot.keys import KeyAdmin
 from bot.knowledge import Knowledge
 from bot.private_files import private_database
@@ -27,6 +28,7 @@ class Core:
     knowledge: Knowledge
     answerer: Answerer
     editor: Editor
+    journal: AnswerJournal
     conversations: Conversations
     keys: KeyAdmin
     pruner: Pruner
@@ -37,6 +39,7 @@ class Core:
         knowledge = Knowledge(settings)
         editor = Editor()
         answerer = Answerer(settings, knowledge, store)
+        journal = AnswerJournal(store)
         pruner = Pruner(settings, store)
         pruner.start()  # old threads, event claims and reply links go now and every interval
         return cls(
@@ -45,7 +48,8 @@ class Core:
             knowledge=knowledge,
             answerer=answerer,
             editor=editor,
-            conversations=Conversations(settings, store, answerer, editor),
+            journal=journal,
+            conversations=Conversations(settings, store, answerer, editor, journal),
             keys=KeyAdmin(settings, store),
             pruner=pruner,
         )
@@ -54,6 +58,7 @@ class Core:
         # Adapters have stopped taking questions; answers still streaming end as cancelled.
         await self.editor.close()
         await self.pruner.close()
+        await self.journal.close()
         await self.answerer.close()
         await self.knowledge.close()
         await self.store.close()

@@ -20,6 +20,9 @@ from __future__ import annotations
 # What a person sees when an answer crashed for a reason that is no BotError (a bug): the same
 # sentence from the core and from every adapter's last-resort handler.
 ANSWER_CRASHED = "Something went wrong while answering; the error was logged."
+# What a person sees on an answer the bot stopped writing because it was stopped or restarted
+# (at shutdown after the grace period, or at the next start after a crash).
+INTERRUPTED = "This answer was interrupted because the bot restarted. Please ask again."
 
 
 class BotError(Exception):

@@ -38,11 +38,16 @@ SECRET_FILE_NAME = "secret.key"  # noqa: S105 - a file name, not a secret
 NEXT_SECRET_FILE_NAME = "secret.key.next"  # noqa: S105 - a rotation in progress
 SECRET_BYTES = 32  # a generated secret: 256 random bits, stored base64url-encoded
 
-Kind = Literal["api-key", "slack-installation"]
+Kind = Literal["api-key", "slack-installation", "answer-address"]
 API_KEY: Kind = "api-key"
 SLACK_INSTALLATION: Kind = "slack-installation"
+ANSWER_ADDRESS: Kind = "answer-address"  # where an answer in flight is shown
 # What a kind's plaintext is called in errors; an API key's plaintext is itself a secret to mask.
-_KIND_NAMES: dict[Kind, str] = {API_KEY: "API key", SLACK_INSTALLATION: "Slack installation"}
+_KIND_NAMES: dict[Kind, str] = {
+    API_KEY: "API key",
+    SLACK_INSTALLATION: "Slack installation",
+    ANSWER_ADDRESS: "answer address",
+}
 
 _NONCE_BYTES = 12
 _V1 = b"\x01"  # SHA-256("answerbot-vault-v1:" + secret), associated data: the owner

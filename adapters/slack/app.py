@@ -31,8 +31,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.home_team import HomeTeam
 from adapters.slack.install import SlackInstallationStore, SlackStateStore
-from adapters.slack.listeners import SHUTDOWN_GRACE_SECONDS, Listeners
+from adapters.slack.listeners import Listeners
 from adapters.slack.mrkdwn import to_mrkdwn
+from adapters.slack.reopen import reopener
 from bot.background import Background
 from bot.errors import ConfigError
 from bot.settings import Settings
@@ -79,9 +80,10 @@ class _Served:
     tasks: Background  # drained on shutdown by add_slack_routes / run_socket_mode
     verifier: SignatureVerifier | None  # None only for Socket Mode without a signing secret
     session: aiohttp.ClientSession  # the Web API client's connections, closed after the drain
+    grace: float  # SHUTDOWN_GRACE_SECONDS: how long answers in flight get to finish
 
     async def close(self) -> None:
-        await self.tasks.drain(SHUTDOWN_GRACE_SECONDS)
+        await self.tasks.drain(self.grace)
         await self.session.close()
 
 
@@ -147,8 +149,10 @@ def build_slack_app(settings: Settings, core: Core) -> AsyncApp:
     )
     tasks = Background("Slack")
     verifier = SignatureVerifier(signing_secret) if verifies_requests else None
-    _SERVED[app] = _Served(tasks, verifier, session)
+    _SERVED[app] = _Served(tasks, verifier, session, settings.shutdown_grace_seconds)
     Listeners(core, tasks, installations, to_mrkdwn).register(app)
+    # Answers a dead process left in Slack threads are ended once this process can reach them.
+    core.journal.mend_with("slack", reopener(settings, session, installations, to_mrkdwn, logger))
     return app
 
 

@@ -26,6 +26,7 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.install import SlackInstallationStore, workspace_id
+from adapters.slack.reopen import address
 from adapters.slack.setkey import Asker, SetKey
 from adapters.slack.setkey_form import CALLBACK_ID, SetKeyForm
 from adapters.slack.surface import FEEDBACK_DOWN, FEEDBACK_UP, SlackSurface
@@ -38,7 +39,6 @@ if TYPE_CHECKING:  # types only: importing an adapter loads no index or model
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_GRACE_SECONDS = 10.0  # answers in flight get this long to finish before cancelling
 # Message subtypes that are still a person writing to the bot (edits, deletions, joins are not).
 ANSWERED_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
 EMPTY_MENTION_HINT = "Ask me a question after the mention, e.g. “@bot how do I reset my password?”"
@@ -142,6 +142,7 @@ class Listeners:
             # Keyed by the message, not the envelope: a redelivery and the app_mention +
             # message pair Slack sends for one message all claim the same id.
             event_id=f"slack:{team}:{channel}:{event['ts']}",
+            address=address(context, team, channel, thread_ts),
         )
 
     async def _hint(

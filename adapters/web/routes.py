@@ -50,7 +50,6 @@ MAX_QUESTION_CHARS = 8_000
 MAX_SOCKET_MESSAGE_BYTES = 64 * 1024
 HEARTBEAT_SECONDS = 30.0
 HISTORY_LIMIT = 500  # messages shown on reload
-SHUTDOWN_GRACE_SECONDS = 10.0  # answers in flight get this long to finish and be stored
 INVALID_KEY_MESSAGE = "The model endpoint rejected that key; check it and try again."
 FAILED_ANSWER_NOTE = "This answer failed before it finished."
 
@@ -291,7 +290,8 @@ async def _close_sockets(app: web.Application) -> None:
 
 
 async def _finish_answers(app: web.Application) -> None:
-    await app[WEB_CHAT].answers.drain(SHUTDOWN_GRACE_SECONDS)
+    chat = app[WEB_CHAT]
+    await chat.answers.drain(chat.settings.shutdown_grace_seconds)
 
 
 # -- the JSON API -------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from bot.store.database import Database, atomic
-from bot.vault import API_KEY, SLACK_INSTALLATION, Vault
+from bot.vault import ANSWER_ADDRESS, API_KEY, SLACK_INSTALLATION, Vault
 
 
 class Sealed(Database):
@@ -111,15 +111,21 @@ class Sealed(Database):
         the database never holds values sealed under two different secrets because of it.
         """
         sealed_columns = (
+            # (owner the value is bound to, sealed value, row key)
             (
-                "SELECT workspace, ciphertext FROM api_keys",
+                "SELECT workspace, ciphertext, workspace FROM api_keys",
                 "UPDATE api_keys SET ciphertext = ? WHERE workspace = ?",
                 API_KEY,
             ),
             (
-                "SELECT installation, ciphertext FROM slack_installations",
+                "SELECT installation, ciphertext, installation FROM slack_installations",
                 "UPDATE slack_installations SET ciphertext = ? WHERE installation = ?",
                 SLACK_INSTALLATION,
+            ),
+            (
+                "SELECT workspace, address, id FROM answers_in_flight WHERE address IS NOT NULL",
+                "UPDATE answers_in_flight SET address = ? WHERE id = ?",
+                ANSWER_ADDRESS,
             ),
         )
         resealed = 0
@@ -127,10 +133,10 @@ class Sealed(Database):
             for select, update, kind in sealed_columns:
                 async with db.execute(select) as cursor:
                     rows = await cursor.fetchall()
-                for owner, sealed in rows:
+                for owner, sealed, key in rows:
                     plaintext = self._vault.decrypt(bytes(sealed), kind=kind, workspace=owner)
                     again = target.encrypt(plaintext, kind=kind, workspace=owner)
-                    await db.execute(update, (again, owner))
+                    await db.execute(update, (again, key))
                     resealed += 1
         self._vault = target
         return resealed

@@ -68,8 +68,10 @@ class Threads(Database):
         sources: Sequence[Source],
         status: Status,
         author: str | None = None,
+        journal: int | None = None,
     ) -> int:
-        """Store a question and its answer in one transaction; returns the answer's id."""
+        """Store a question and its answer in one transaction; returns the answer's id. With
+        `journal`, that answer-in-flight row notes it, so mending it later stores nothing twice."""
         async with self._transaction() as db:
             conversation_id = await _ensure_conversation(db, thread_key, workspace)
             await db.execute(
@@ -83,6 +85,10 @@ class Threads(Database):
                 (conversation_id, answer, json.dumps(dump(sources)), status),
             )
             answer_id = cursor.lastrowid
+            if journal is not None:
+                await db.execute(
+                    "UPDATE answers_in_flight SET answer_id = ? WHERE id = ?", (answer_id, journal)
+                )
         assert answer_id is not None
         return answer_id
 
