@@ -18,6 +18,7 @@ from typing import Literal, Protocol
 from bot import prompts
 from bot.citations import Source
 from bot.errors import InputError, InvalidApiKey, ModelError
+from bot.keys import KeyPolicy
 from bot.llm import LLM, Message
 from bot.settings import Settings
 from bot.store import Store
@@ -61,7 +62,9 @@ class Retrieval(Protocol):
 class Retriever(Protocol):
     """The part of bot.knowledge's Knowledge that answering uses."""
 
-    async def retrieve(self, query: str, *, api_key: str | None, top_k: int) -> Retrieval: ...
+    async def retrieve(self, query: str, *, api_key: str | None, top_k: int) -> Retrieval:
+        """`api_key` embeds the query (EMBED_PROVIDER=openai); None: keyword search alone."""
+        ...
 
 
 class Answer:
@@ -111,7 +114,7 @@ class Answerer:
     ) -> None:
         self._settings = settings
         self._knowledge = knowledge
-        self._store = store
+        self._keys = KeyPolicy(settings, store)
         self._own_llm = llm is None
         self._llm = llm or LLM(settings)
         self._rewrite_follow_ups = rewrite_follow_ups
@@ -138,13 +141,14 @@ class Answerer:
                 f"That message is {len(question):,} characters long; I take questions of up to "
                 f"{limit:,}. Ask about one part at a time, or quote only the lines that matter."
             )
-        key = await self._api_key(workspace)
+        keys = await self._keys.keys(workspace)
+        key = keys.chat
         turns = (
             list(history)[-self._settings.history_turns :] if self._settings.history_turns else []
         )
         query = await self._standalone(question, turns, key)
         found = await self._knowledge.retrieve(
-            query, api_key=key, top_k=self._settings.retrieval_top_k
+            query, api_key=keys.embed, top_k=self._settings.retrieval_top_k
         )
         passages = list(found.passages)
         sources = [
@@ -212,13 +216,6 @@ class Answerer:
             kept.append(_message(turn.role, text))
         system: Message = {"role": "system", "content": prompts.ANSWER_SYSTEM}
         return [system, *reversed(kept), _message("user", request)]
-
-    async def _api_key(self, workspace: str) -> str | None:
-        stored = await self._store.get_api_key(workspace)
-        if stored:
-            return stored
-        fallback = self._settings.openai_api_key
-        return fallback.get_secret_value() if fallback else None
 
     async def _standalone(self, question: str, turns: Sequence[Turn], key: str | None) -> str:
         """The question to retrieve with: a follow-up rewritten to stand on its own."""

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -38,6 +38,25 @@ def _host_name(value: object) -> str:
     if not _HOST_NAME.fullmatch(name):
         raise ValueError(f"{name!r} is not a host name: give names like chat.example.com, no port")
     return name
+
+
+# Slack team (T…) and Enterprise Grid org (E…) ids; Discord guild ids are snowflakes.
+SLACK_TEAM = re.compile(r"[TE][A-Z0-9]{2,}")
+DISCORD_GUILD = re.compile(r"[0-9]{5,20}")
+# A workspace as the bot names it: slack:T1, slack:E1 (an org), slack:E1:T1, discord:123, web:local.
+WORKSPACE = re.compile(
+    r"slack:[TE][A-Z0-9]{2,}|slack:E[A-Z0-9]{2,}:T[A-Z0-9]{2,}|discord:[0-9]{5,20}|(web|cli):local"
+)
+
+
+def _ids(value: object, pattern: re.Pattern[str], example: str) -> object:
+    found = _split_ids(value)
+    if not isinstance(found, list):
+        return found
+    for item in found:
+        if not pattern.fullmatch(str(item)):
+            raise ValueError(f"{item!r} is not an id like {example}")
+    return found
 
 
 def _network(value: object) -> str:
@@ -98,6 +117,9 @@ class Settings(BaseSettings):
     slack_client_secret: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
     slack_admin_user_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Who may install and use the app (adapters/slack/allowed.py): team ids, and org ids meaning
+    # every workspace of that Enterprise Grid org. Empty: every workspace.
+    slack_allowed_teams: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Discord.
     discord_token: SecretStr | None = None
@@ -108,6 +130,18 @@ class Settings(BaseSettings):
     # Privileged intent (enable it in the Developer Portal too): read follow-ups in the bot's
     # threads and reply chains that don't mention it. Off, only mentions are readable.
     discord_message_content: bool = False
+    # Servers the bot serves; it leaves any other (adapters/discord/allowed.py). Empty: every one.
+    discord_allowed_guilds: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # Whom OPENAI_API_KEY serves besides the documents' embeddings (bot/keys.py): all (every
+    # workspace without its own key), embeddings (only the question's embedding: chat answers
+    # need the workspace's own key) or listed (everything, for FALLBACK_KEY_WORKSPACES only).
+    fallback_key_scope: Literal["all", "embeddings", "listed"] = "all"
+    fallback_key_workspaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # Questions a person (and a whole workspace) may ask per minute (bot/limits.py); 0: no limit.
+    questions_per_minute_per_user: int = Field(default=6, ge=0)
+    questions_per_minute_per_workspace: int = Field(default=60, ge=0)
 
     # Answers.
     retrieval_top_k: int = Field(default=5, ge=1, le=50)
@@ -143,6 +177,31 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return _split_ids(value)
+
+    @field_validator("slack_allowed_teams", mode="before")
+    @classmethod
+    def _slack_teams(cls, value: object) -> object:
+        return _ids(value, SLACK_TEAM, "T0123ABCD (a workspace) or E0123ABCD (a Grid org)")
+
+    @field_validator("discord_allowed_guilds", mode="before")
+    @classmethod
+    def _discord_guilds(cls, value: object) -> object:
+        return _ids(value, DISCORD_GUILD, "123456789012345678 (a server's id)")
+
+    @field_validator("fallback_key_workspaces", mode="before")
+    @classmethod
+    def _workspaces(cls, value: object) -> object:
+        return _ids(value, WORKSPACE, "slack:T0123ABCD, slack:E0123ABCD or discord:1234567890")
+
+    @model_validator(mode="after")
+    def _listed_only_when_scoped(self) -> Settings:
+        # A list that nothing reads would look like a restriction that isn't there.
+        if self.fallback_key_workspaces and self.fallback_key_scope != "listed":
+            raise ValueError(
+                "FALLBACK_KEY_WORKSPACES is set but FALLBACK_KEY_SCOPE is "
+                f"{self.fallback_key_scope!r}: set FALLBACK_KEY_SCOPE=listed for the list to count"
+            )
+        return self
 
     @field_validator("slack_api_url")
     @classmethod

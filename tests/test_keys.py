@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.errors import InputError, InvalidApiKey, ModelUnavailable
-from bot.keys import MAX_KEY_LENGTH, KeyAdmin
+from bot.keys import MAX_KEY_LENGTH, KeyAdmin, listed
 from bot.settings import Settings
 from bot.store import Store
 from bot.vault import Vault, load_master_key
@@ -38,13 +38,13 @@ def admin(fake_settings: Settings, store: Store, fake_openai: FakeOpenAI) -> Key
 async def test_set_validates_then_stores_and_reports_last4(
     admin: KeyAdmin, store: Store, fake_openai: FakeOpenAI
 ) -> None:
-    assert await admin.status(WORKSPACE) is None
+    assert (await admin.status(WORKSPACE)).last4 is None
     assert await admin.set(WORKSPACE, f"  {GOOD_KEY}\n", by="U123") == "AbCd"
     (request,) = fake_openai.requests
     assert (request.method, request.path, request.api_key) == ("GET", "/v1/models", GOOD_KEY)
     assert await store.get_api_key(WORKSPACE) == GOOD_KEY
-    assert await admin.status(WORKSPACE) == "AbCd"
-    assert await admin.status("discord:99") is None
+    assert (await admin.status(WORKSPACE)).last4 == "AbCd"
+    assert (await admin.status("discord:99")).last4 is None
 
 
 @pytest.mark.parametrize(
@@ -95,7 +95,7 @@ async def test_clear_removes_the_key(admin: KeyAdmin) -> None:
     assert await admin.clear(WORKSPACE) is False
     await admin.set(WORKSPACE, FAKE_KEY, by="U123")
     assert await admin.clear(WORKSPACE) is True
-    assert await admin.status(WORKSPACE) is None
+    assert (await admin.status(WORKSPACE)).last4 is None
     assert await admin.clear(WORKSPACE) is False
 
 
@@ -127,11 +127,29 @@ async def test_clear_within_forgets_an_org_and_its_workspaces_only(
     for workspace in ("slack:E1", "slack:E1:T1", "slack:E1:T2", "slack:E10:T1", "slack:T1"):
         await store.set_api_key(workspace, GOOD_KEY)
     assert await admin.clear_within("slack:E1") == 3
-    assert [await admin.status(w) for w in ("slack:E1", "slack:E1:T1", "slack:E1:T2")] == [
+    assert [(await admin.status(w)).last4 for w in ("slack:E1", "slack:E1:T1", "slack:E1:T2")] == [
         None,
         None,
         None,
     ]
-    assert await admin.status("slack:E10:T1") == "AbCd"  # a prefix of the id is not the org
-    assert await admin.status("slack:T1") == "AbCd"
+    assert (await admin.status("slack:E10:T1")).last4 == "AbCd"  # a prefix of the id is not the org
+    assert (await admin.status("slack:T1")).last4 == "AbCd"
     assert await admin.clear_within("slack:E1") == 0
+
+
+@pytest.mark.parametrize(
+    ("workspace", "entries", "expected"),
+    [
+        ("slack:T1", ["slack:T1"], True),
+        ("slack:E1:T2", ["slack:E1"], True),  # the org names every workspace in it
+        ("slack:E1:T2", ["slack:T2"], True),  # the team alone names it too
+        ("slack:E10:T2", ["slack:E1"], False),  # a prefix of an id is not the id
+        ("slack:T2", ["slack:E1"], False),
+        ("discord:123", ["discord:1234"], False),
+        ("web:local", ["web:local"], True),
+    ],
+)
+def test_listed_names_a_workspace_exactly_by_its_org_or_by_its_team(
+    workspace: str, entries: list[str], expected: bool
+) -> None:
+    assert listed(workspace, entries) is expected

@@ -78,3 +78,45 @@ def test_bad_port_is_refused_with_its_name(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("PORT", "not-a-port")
     with pytest.raises(ValueError, match="port"):
         Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_allow_lists_and_fallback_workspaces_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_ALLOWED_TEAMS", "T0123ABC, E0456DEF")
+    monkeypatch.setenv("DISCORD_ALLOWED_GUILDS", "123456789012345678")
+    monkeypatch.setenv("FALLBACK_KEY_SCOPE", "listed")
+    monkeypatch.setenv("FALLBACK_KEY_WORKSPACES", "slack:T0123ABC,slack:E1X:T2Y,discord:12345")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.slack_allowed_teams == ["T0123ABC", "E0456DEF"]
+    assert settings.discord_allowed_guilds == ["123456789012345678"]
+    assert settings.fallback_key_workspaces == ["slack:T0123ABC", "slack:E1X:T2Y", "discord:12345"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("SLACK_ALLOWED_TEAMS", "T0123,myteam", "'myteam' is not an id like T0123ABCD"),
+        ("SLACK_ALLOWED_TEAMS", "U0123ABC", "'U0123ABC' is not an id like T0123ABCD"),
+        ("DISCORD_ALLOWED_GUILDS", "my-server", "'my-server' is not an id like 1234567"),
+        ("FALLBACK_KEY_WORKSPACES", "T0123ABC", "'T0123ABC' is not an id like slack:T0123ABCD"),
+        ("QUESTIONS_PER_MINUTE_PER_USER", "-1", "greater than or equal to 0"),
+        ("FALLBACK_KEY_SCOPE", "some", "'all', 'embeddings' or 'listed'"),
+    ],
+)
+def test_malformed_ids_and_limits_are_refused_with_what_was_wrong(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, says: str
+) -> None:
+    if name == "FALLBACK_KEY_WORKSPACES":
+        monkeypatch.setenv("FALLBACK_KEY_SCOPE", "listed")
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=re.escape(says)) as refused:
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    assert name.lower() in str(refused.value)
+
+
+def test_fallback_workspaces_without_the_listed_scope_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A list nothing reads would look like a restriction that isn't there.
+    monkeypatch.setenv("FALLBACK_KEY_WORKSPACES", "slack:T0123ABC")
+    with pytest.raises(ValueError, match="set FALLBACK_KEY_SCOPE=listed"):
+        Settings(_env_file=None)  # type: ignore[call-arg]

@@ -75,12 +75,15 @@ async def _setkey(
             else "No key was set for this server, so nothing changed.",
         )
     else:
-        last4 = await keys.status(workspace)
+        status = await keys.status(workspace)
         await _private(
             interaction,
-            f"A key ending in …{last4} is set for this server."
-            if last4
-            else "No key is set for this server. Run /setkey to add one.",
+            f"{status.sentence('server')} "
+            + (
+                "Members with Manage Server can replace it with /setkey."
+                if status.source == "own"
+                else "Members with Manage Server can set the server's own key with /setkey."
+            ),
         )
 
 

@@ -41,14 +41,9 @@ NO_PERMISSION_CHECK = (
 )
 # Slack reads "<...>" in message text as a link or a mention, even in code: escaped, it shows.
 USAGE = "`/setkey &lt;key&gt;`"
-NO_KEY = (
-    "No API key is set for this workspace, so answers show the best matching passages only. "
-    f"A workspace admin can set one with `/setkey` or {USAGE}."
-)
-KEY_SET = (
-    "This workspace's API key is set (ending in …{last4}). Admins can replace it with "
-    f"`/setkey` or {USAGE}, or remove it with `/setkey clear`."
-)
+# After the core's sentence saying which key answers (bot.keys.KeyStatus).
+SET_ONE = f"A workspace admin can set this workspace's own key with `/setkey` or {USAGE}."
+MANAGE_IT = f"Admins can replace it with `/setkey` or {USAGE}, or remove it with `/setkey clear`."
 SAVED = "Saved. This workspace's API key now ends in …{last4}."
 CLEARED = "Removed this workspace's API key; answers now show the best matching passages only."
 NOTHING_TO_CLEAR = "This workspace has no API key to remove."
@@ -167,8 +162,8 @@ class SetKey:
             await respond(text=message, response_type="ephemeral", replace_original=False)
 
     async def status(self, workspace: str) -> str:
-        last4 = await self._keys.status(workspace)
-        return NO_KEY if last4 is None else KEY_SET.format(last4=last4)
+        status = await self._keys.status(workspace)
+        return f"{status.sentence()} {MANAGE_IT if status.source == 'own' else SET_ONE}"
 
     async def _outcome(
         self,

@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
@@ -34,6 +34,9 @@ from adapters.slack.web_api import call_slack
 from bot.background import Background
 from bot.errors import BotError, PlatformError
 
+if TYPE_CHECKING:  # types only: importing an adapter loads no model client
+    from bot.keys import KeyStatus
+
 log = logging.getLogger(__name__)
 
 CALLBACK_ID = "setkey_form"  # the view_submission listener's match
@@ -51,8 +54,7 @@ HINT = (
     "Checked with the model endpoint before it is saved. Only its last 4 characters are ever "
     "shown, and it is stored encrypted."
 )
-NO_KEY_YET = "No API key is set for this workspace yet: answers show the best passages only."
-REPLACES = "The current key ends in …{last4}; a key saved here replaces it."
+REPLACES = "A key saved here replaces it."
 STILL_CHECKING = (
     "Still checking the key with the model endpoint. The result will appear in the channel "
     "where you ran `/setkey`, visible only to you."
@@ -83,8 +85,7 @@ class SetKeyForm:
         self, asker: Asker, trigger_id: str, response_url: str, client: AsyncWebClient
     ) -> str | None:
         """Open the form for `asker`; returns what to tell them if it could not be opened."""
-        last4 = await self._setkey.keys.status(asker.workspace)
-        view = form_view(last4, response_url)
+        view = form_view(await self._setkey.keys.status(asker.workspace), response_url)
         try:
             await call_slack("views.open", client.views_open(trigger_id=trigger_id, view=view))
         except PlatformError as error:
@@ -164,9 +165,9 @@ def _response_url(view: dict[str, Any]) -> str | None:
     return str(url) if url else None
 
 
-def form_view(last4: str | None, response_url: str) -> dict[str, Any]:
-    """The modal: where the key stands now, and one field for the new key."""
-    status = NO_KEY_YET if last4 is None else REPLACES.format(last4=last4)
+def form_view(key: KeyStatus, response_url: str) -> dict[str, Any]:
+    """The modal: which key answers now, and one field for the new key."""
+    status = f"{key.sentence()} {REPLACES}" if key.source == "own" else key.sentence()
     return {
         "type": "modal",
         "callback_id": CALLBACK_ID,

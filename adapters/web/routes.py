@@ -357,10 +357,10 @@ async def key_status(request: web.Request, chat: WebChat, session: str) -> web.R
 
 
 async def _key_state(chat: WebChat) -> dict[str, Any]:
-    return {
-        "last4": await chat.core.keys.status(WORKSPACE),
-        "server_key": chat.settings.openai_api_key is not None,
-    }
+    status = await chat.core.keys.status(WORKSPACE)
+    # server_key: the operator's key writes the answers here (FALLBACK_KEY_SCOPE may keep it
+    # for embeddings or other workspaces), never any part of that key.
+    return {"last4": status.last4, "server_key": status.source == "operator"}
 
 
 @_api

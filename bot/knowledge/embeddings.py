@@ -266,8 +266,8 @@ def _windows(title: Sequence[int], body: Sequence[int]) -> list[list[int]]:
 
 
 class EndpointEmbedder:
-    """EMBED_MODEL at OPENAI_BASE_URL: the corpus with OPENAI_API_KEY, a question with the asker's
-    key (or OPENAI_API_KEY); one vector per passage."""
+    """EMBED_MODEL at OPENAI_BASE_URL: the corpus with OPENAI_API_KEY, a question with the key
+    bot.keys chose for the asker's workspace; one vector per passage."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -294,11 +294,11 @@ class EndpointEmbedder:
         return PassageVectors(_normalised(embedded), np.arange(len(embedded), dtype=np.int32))
 
     async def query(self, text: str, *, api_key: str | None) -> Vectors | None:
-        fallback = self._settings.openai_api_key
-        key = api_key or (fallback.get_secret_value() if fallback else None)
-        if key is None:
+        # Whose key embeds a question (the workspace's, or the operator's as FALLBACK_KEY_SCOPE
+        # allows) is bot.keys' decision, made by the caller: no key, no vector.
+        if api_key is None:
             return None
-        client = self._client(key, QUERY_EMBED_RETRIES, QUERY_EMBED_TIMEOUT)
+        client = self._client(api_key, QUERY_EMBED_RETRIES, QUERY_EMBED_TIMEOUT)
         vector: Vectors = _normalised([await client.aget_query_embedding(text)])[0]
         return vector
 

@@ -131,10 +131,13 @@ async def test_status_and_clear_per_server(
         )
         return await private_reply(fake, command)
 
-    assert (await run(alpha, "status")).startswith("No key is set")
+    assert (await run(alpha, "status")).startswith("No API key is set for this server")
     await submit(fake, alpha, alpha.admin, FAKE_KEY)
-    assert await run(alpha, "status") == f"A key ending in …{FAKE_KEY[-4:]} is set for this server."
-    assert (await run(beta, "status")).startswith("No key is set")  # servers are kept apart
+    assert (await run(alpha, "status")).startswith(
+        f"Answers here are written with this server's key ending …{FAKE_KEY[-4:]}."
+    )
+    # servers are kept apart
+    assert (await run(beta, "status")).startswith("No API key is set for this server")
     assert (await run(alpha, "clear")).startswith("Cleared")
     assert (await run(alpha, "clear")).startswith("No key was set")
     assert await bot.core.store.get_api_key(alpha.workspace) is None

@@ -827,16 +827,21 @@ async def test_fusion_promotes_a_passage_keyword_search_misses(
     assert embeddings.calls[-1] == (WORKSPACE_KEY, [question])
 
 
-async def test_a_question_without_a_key_is_embedded_with_the_operators_key(
+async def test_a_question_is_embedded_with_the_key_it_is_given_or_not_at_all(
     tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge], embeddings: FakeEmbeddings
 ) -> None:
+    # Lending the operator's key to a workspace is bot.keys' decision (FALLBACK_KEY_SCOPE), so
+    # the index never falls back to it on its own.
     settings = dense_settings(tmp_path, embeddings)
     write_password_corpus(settings.knowledge_dir)
     knowledge = open_knowledge(settings)
     await knowledge.refresh()
     question = "How do I change my password?"
+    embedded = len(embeddings.calls)
 
-    found = await knowledge.retrieve(question, api_key=None, top_k=2)
+    keyless = await knowledge.retrieve(question, api_key=None, top_k=2)
+    assert len(embeddings.calls) == embedded and keyless.evidence.cosine is None
+    found = await knowledge.retrieve(question, api_key=OPERATOR_KEY, top_k=2)
 
     assert paths(found) == ["how-to.md", "rotation.md"] and found.relevant
     assert embeddings.calls[-1] == (OPERATOR_KEY, [question])

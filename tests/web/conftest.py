@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from adapters.web.routes import CSRF_HEADER, SESSION_COOKIE, add_web_routes
 from bot.citations import Source
 from bot.errors import InputError, InvalidApiKey, ModelUnavailable
+from bot.keys import KeyPolicy, KeyStatus
 from bot.settings import Settings
 from bot.store import Store, StoredMessage
 from bot.surface import Final, Surface
@@ -90,6 +91,7 @@ class FakeKeys:
     """KeyAdmin's contract: keys starting "sk-good" validate; "sk-down" finds the endpoint down."""
 
     store: Store
+    settings: Settings
 
     async def set(self, workspace: str, key: str, *, by: str | None) -> str:
         key = key.strip()
@@ -105,9 +107,9 @@ class FakeKeys:
     async def clear(self, workspace: str) -> bool:
         return await self.store.delete_api_key(workspace)
 
-    async def status(self, workspace: str) -> str | None:
-        key = await self.store.get_api_key(workspace)
-        return last4(key) if key else None
+    async def status(self, workspace: str) -> KeyStatus:
+        keys = await KeyPolicy(self.settings, self.store).keys(workspace)  # the real policy
+        return KeyStatus(keys.source, keys.last4)
 
 
 @dataclass
@@ -128,7 +130,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 @pytest.fixture
 def core(tmp_path: Path, store: Store) -> FakeCore:
     settings = Settings(_env_file=None, data_dir=tmp_path, openai_api_key=None)
-    return FakeCore(settings, store, FakeConversations(store), FakeKeys(store))
+    return FakeCore(settings, store, FakeConversations(store), FakeKeys(store, settings))
 
 
 @pytest.fixture

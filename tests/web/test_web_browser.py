@@ -324,7 +324,9 @@ async def test_the_settings_form_sets_a_key_and_shows_only_its_end(
 ) -> None:
     await page.get_by_role("button", name="Settings").click()
     dialog = page.get_by_role("dialog", name="Settings")
-    await expect(dialog.get_by_role("status")).to_have_text("No key set: answers need one.")
+    await expect(dialog.get_by_role("status")).to_have_text(
+        "No key set: answers are quoted passages only."
+    )
     key_box = dialog.get_by_label("New API key")
     await expect(key_box).to_be_focused()
 
@@ -361,7 +363,9 @@ async def test_the_settings_form_sets_a_key_and_shows_only_its_end(
         f"A key ending in …{FAKE_KEY[-4:]} is set."
     )
     await dialog.get_by_role("button", name="Remove key").click()
-    await expect(dialog.get_by_role("status")).to_have_text("No key set: answers need one.")
+    await expect(dialog.get_by_role("status")).to_have_text(
+        "No key set: answers are quoted passages only."
+    )
     assert await core.store.get_api_key(WORKSPACE) is None
 
 

@@ -331,7 +331,7 @@
     } else if (data.server_key) {
       keyStatus.textContent = "No key set here; the server's own key is used.";
     } else {
-      keyStatus.textContent = "No key set: answers need one.";
+      keyStatus.textContent = "No key set: answers are quoted passages only.";
     }
     $("remove-key").disabled = !data.last4;
   }
