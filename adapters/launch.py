@@ -23,17 +23,21 @@ from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
+GRACEFUL = frozenset({"discord"})  # background adapters that stop on `stopping`, not a cancel
+END_MARGIN = 15.0  # seconds past the grace for cut-off answers to show their end state
+
 
 async def serve(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM or until an adapter fails for good."""
     core = await Core.open(settings)
     runner: web.AppRunner | None = None
     tasks: list[asyncio.Task[None]] = []
+    stopping = asyncio.Event()  # set at shutdown: adapters that drain gracefully watch it
     try:
         report = await core.knowledge.refresh()
         log.info("knowledge: %s", report)
         app = web.Application()
-        enabled = await _wire(app, settings, core, tasks)
+        enabled = await _wire(app, settings, core, tasks, stopping)
         # Renews this process's answers in flight; ends those a dead process left behind.
         core.journal.start()
         app.router.add_get("/healthz", _healthz(enabled))
@@ -48,6 +52,12 @@ async def serve(settings: Settings) -> None:
         log.info("serving %s on %s:%s", ", ".join(enabled), settings.host, settings.port)
         await _until_stopped(tasks)
     finally:
+        # Adapters that drain on `stopping` (Discord) get the grace period and a margin for
+        # their end states; the rest stop by cancellation and drain in their own cleanup.
+        stopping.set()
+        graceful = [task for task in tasks if task.get_name() in GRACEFUL and not task.done()]
+        if graceful:
+            await asyncio.wait(graceful, timeout=settings.shutdown_grace_seconds + END_MARGIN)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -57,7 +67,11 @@ async def serve(settings: Settings) -> None:
 
 
 async def _wire(
-    app: web.Application, settings: Settings, core: Core, tasks: list[asyncio.Task[None]]
+    app: web.Application,
+    settings: Settings,
+    core: Core,
+    tasks: list[asyncio.Task[None]],
+    stopping: asyncio.Event,
 ) -> list[str]:
     enabled: list[str] = []
 
@@ -79,7 +93,7 @@ async def _wire(
     if settings.discord_enabled:
         from adapters.discord.run import run_discord
 
-        background("discord", run_discord(settings, core))
+        background("discord", run_discord(settings, core, stop=stopping))
     if not enabled:
         from adapters.web.routes import add_web_routes
 

@@ -21,6 +21,7 @@ from adapters.discord.commands import (
     sync_commands,
     workspace_of,
 )
+from adapters.discord.reopen import address, reopener
 from adapters.discord.surface import (
     NO_MENTIONS,
     InteractionSurface,
@@ -30,6 +31,7 @@ from adapters.discord.surface import (
     rate_limit_trace,
 )
 from bot.errors import ANSWER_CRASHED
+from bot.journal import Address
 from bot.settings import Settings
 
 if TYPE_CHECKING:  # types only: importing an adapter loads no index or model
@@ -46,12 +48,13 @@ INVITE_PERMISSIONS = discord.Permissions(
     read_message_history=True,
 ).value
 INVITE_URL = "https://discord.com/oauth2/authorize"
-SHUTDOWN_GRACE_SECONDS = 10.0  # how long answers in flight get to show "cancelled"
+END_STATE_SECONDS = 10.0  # how long a cancelled answer gets to show its end state
 THREAD_NAME_LIMIT = 100  # Discord's limit on thread names
 MESSAGE_MAP_PREFIX = "discord.thread_of:"  # store setting: message id -> conversation
 NO_QUESTION = "Ask me a question after the mention, for example: @me how do I reset my password?"
 EMPTY_ASK = "Type your question after /ask, for example: /ask how do I reset my password?"
 ALREADY_ANSWERED = "This question was already answered."
+RESTARTING = "The bot is restarting; please ask again in a minute."
 MESSAGE_CHANNELS = (
     discord.TextChannel,
     discord.Thread,
@@ -90,19 +93,27 @@ class DiscordBot(discord.Client):
         self.tree = build_tree(self, ask=self.ask, keys=core.keys)
         self.buttons = feedback_buttons(self.on_feedback)
         self._answering: set[asyncio.Task[Any]] = set()
+        self._closing = False
 
     async def close(self) -> None:
-        """Stop answers in flight first (they show "cancelled"), then disconnect."""
+        """Give answers in flight SHUTDOWN_GRACE_SECONDS to finish (a question arriving
+        meanwhile is asked to come back), end the rest with the interrupted notice, then
+        disconnect. Cancelling at once would cut off answers a moment from done."""
+        self._closing = True
         current = asyncio.current_task()
         tasks = [t for t in self._answering if not t.done() and t is not current]
-        for task in tasks:
-            task.cancel()
         if tasks:
-            await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_SECONDS)
+            _, late = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_seconds)
+            for task in late:
+                task.cancel()
+            if late:  # their end states go out on the connection closed next
+                await asyncio.wait(late, timeout=END_STATE_SECONDS)
         await super().close()
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(self.buttons)
+        # Logged in: answers a dead process left in channels can be found and ended now.
+        self.core.journal.mend_with("discord", reopener(self))
         application_id = self.application_id
         assert application_id is not None  # known after login
         print(f"Invite the Discord bot: {invite_url(application_id)}", flush=True)
@@ -132,7 +143,7 @@ class DiscordBot(discord.Client):
             thread_key += f":{interaction.id}"
         workspace = workspace_of(guild_id)
         surface = InteractionSurface(
-            interaction, self.settings, self._remembering(workspace, thread_key), self.buttons
+            interaction, self.settings, self.remembering(workspace, thread_key), self.buttons
         )
         await self._reply(
             surface,
@@ -162,7 +173,7 @@ class DiscordBot(discord.Client):
             else:
                 log.debug("follow-up %s had no readable content", message.id)
             return
-        remember = self._remembering(workspace, thread_key)
+        remember = self.remembering(workspace, thread_key)
         await remember(str(message.id))
         surface = MessageSurface(
             channel, self.settings, remember, self.buttons, reference=reference
@@ -175,6 +186,7 @@ class DiscordBot(discord.Client):
             author=str(message.author.id),
             event_id=f"discord:message:{message.id}",
             on_failure=lambda text: channel.send(text, allowed_mentions=NO_MENTIONS),
+            where=address(channel.id, workspace, thread_key),
         )
 
     async def _route(
@@ -219,7 +231,7 @@ class DiscordBot(discord.Client):
     def _mentioned(self, message: discord.Message) -> bool:
         return self.user is not None and any(u.id == self.user.id for u in message.mentions)
 
-    def _remembering(self, workspace: str, thread_key: str) -> Callable[[str], Awaitable[None]]:
+    def remembering(self, workspace: str, thread_key: str) -> Callable[[str], Awaitable[None]]:
         async def remember(message_id: str) -> None:
             await self.core.conversations.link(
                 workspace, f"{MESSAGE_MAP_PREFIX}{message_id}", thread_key
@@ -237,7 +249,11 @@ class DiscordBot(discord.Client):
         author: str,
         event_id: str,
         on_failure: Callable[[str], Awaitable[Any]],
+        where: Address | None = None,
     ) -> None:
+        if self._closing:  # Discord won't deliver it again: say so rather than drop it
+            await _quietly(on_failure(RESTARTING))
+            return
         task = asyncio.current_task()
         if task is not None:
             self._answering.add(task)
@@ -249,6 +265,7 @@ class DiscordBot(discord.Client):
                 question=question,
                 author=author,
                 event_id=event_id,
+                address=where,
             )
         except Exception:
             # The core leaves its own messages in an end state; this is the last resort.

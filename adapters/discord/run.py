@@ -92,9 +92,17 @@ async def run_discord(
     core: Core,
     *,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    stop: asyncio.Event | None = None,
     **options: Any,
 ) -> None:
-    """Run the Discord bot until cancelled; reconnect with backoff, never in a tight loop."""
+    """Run the Discord bot until `stop` is set (or the task is cancelled); reconnect with
+    backoff, never in a tight loop.
+
+    `stop` is the graceful way: the client closes while its gateway connection still reads
+    events, so answers in flight get SHUTDOWN_GRACE_SECONDS and a question arriving meanwhile
+    is answered with a "restarting" note. A cancel stops reading at once; Discord never
+    delivers those questions again.
+    """
     if settings.discord_token is None:
         raise ConfigError("DISCORD_TOKEN is not set.")
     token = settings.discord_token.get_secret_value()
@@ -107,7 +115,12 @@ async def run_discord(
             started = loop.time()
             try:
                 async with client:
-                    await client.start(token, reconnect=True)
+                    closer = asyncio.create_task(_close_when(stop, client)) if stop else None
+                    try:
+                        await client.start(token, reconnect=True)
+                    finally:
+                        if closer is not None:
+                            closer.cancel()
                 return
             except discord.LoginFailure:
                 raise ConfigError("Discord rejected DISCORD_TOKEN.") from None
@@ -125,3 +138,8 @@ async def run_discord(
                     exc_info=True,
                 )
             await sleep(delay)
+
+
+async def _close_when(stop: asyncio.Event, client: discord.Client) -> None:
+    await stop.wait()
+    await client.close()  # drains answers, then ends the gateway connection and `start`

@@ -174,6 +174,11 @@ class FakeDiscord(Writes):
                 return response
             case ("POST", ["channels", channel_id, "messages"]):
                 return self._create(call, channel_id)
+            case ("GET", ["channels", channel_id, "messages", message_id]):
+                message = self.messages.get(message_id)
+                if message is None or message["channel_id"] != channel_id:
+                    return unknown("Unknown Message", 10008)
+                return json_response(message)
             case ("PATCH", ["channels", channel_id, "messages", message_id]):
                 message = self.messages.get(message_id)
                 if message is None or message["channel_id"] != channel_id:
