@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # Where things live.
     data_dir: Path = Path("./data")
     knowledge_dir: Path = Path("./knowledge")
+    # A document whose parsing takes longer is skipped, logged, and the rest still indexed
+    # (bot/knowledge/parsing.py): a pathological PDF must not stall start-up.
+    max_parse_seconds: float = Field(default=60.0, gt=0)
 
     # The model endpoint.
     openai_base_url: str = "https://api.openai.com/v1"

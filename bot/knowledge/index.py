@@ -17,6 +17,7 @@ from bot.knowledge.chunking import Chunk
 from bot.knowledge.embeddings import Embedder, PassageVectors, describe, make_embedder
 from bot.knowledge.files import IndexFiles
 from bot.knowledge.keywords import KeywordIndex
+from bot.knowledge.parsing import Parse
 from bot.knowledge.refresh import Progress, Refresher, RefreshReport
 from bot.knowledge.search import DEFAULT_METHOD, Evidence, Method, rank
 from bot.knowledge.vectors import DenseResult, VectorIndex
@@ -72,8 +73,15 @@ class Knowledge:
     """The bot's searchable knowledge. Any number of processes may search one DATA_DIR; one
     refreshes it at a time (`bot ingest`, or the bot at start)."""
 
-    def __init__(self, settings: Settings, *, embedder: Embedder | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        embedder: Embedder | None = None,
+        parse: Parse | None = None,
+    ) -> None:
         self._settings = settings
+        self._parse = parse  # in place of chunk_file, in worker processes: a module-level function
         self._root = settings.data_dir / INDEX_DIRNAME
         self._files = IndexFiles(self._root)
         self._embedder = embedder or make_embedder(settings)
@@ -146,7 +154,8 @@ class Knowledge:
         `progress(done, total)` is called as files are processed (total: files needing work).
         """
         async with self._refresh_lock:
-            report = await Refresher(self._settings, self._files, self._embedder).run(progress)
+            refresher = Refresher(self._settings, self._files, self._embedder, self._parse)
+            report = await refresher.run(progress)
             self._snapshot = await asyncio.to_thread(self._load_snapshot)
             name = self._snapshot.keywords_name
             await asyncio.to_thread(self._files.remove_keyword_indexes, name)

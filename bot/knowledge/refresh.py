@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from bot.knowledge.chunking import Chunk, chunk_file, file_digest, source_files
 from bot.knowledge.embeddings import Embedder, describe
 from bot.knowledge.embeddings import Passage as EmbedInput
 from bot.knowledge.files import Entry, IndexFiles, Manifest
+from bot.knowledge.parsing import Parse, Parsers, ParseTimeout
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,10 @@ CHECKPOINT_SECONDS = 10.0
 # Files parsed at once: endpoint embedding calls wait on the network, not on these 2 cores (the
 # local model takes one file at a time: see LocalEmbedder).
 FILES_IN_FLIGHT = 4
+# Worker processes parsing at once (bot.knowledge.parsing), while a refresh has files to parse:
+# two, so one slow file does not hold up the rest, and no more, as each holds ~220 MB (measured:
+# llama-index and pypdf loaded; the parsing threads before shared the bot's memory and one core).
+PARSE_WORKERS = min(2, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -82,19 +88,32 @@ class _Run:
 class Refresher:
     """One refresh of the index files under DATA_DIR/index (one at a time: see Knowledge)."""
 
-    def __init__(self, settings: Settings, files: IndexFiles, embedder: Embedder) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        files: IndexFiles,
+        embedder: Embedder,
+        parse: Parse | None = None,
+    ) -> None:
         self._settings = settings
         self._files = files
         self._embedder = embedder
+        self._parse = parse or chunk_file
 
     async def run(self, progress: Progress | None) -> RefreshReport:
         """The refresh; the report's `chunks` is left for the caller, who loads the result.
 
         `progress(done, total)` is called as files are processed (total: files needing work).
         """
-        return await self._refresh(progress)
+        parsers = Parsers(
+            seconds=self._settings.max_parse_seconds, workers=PARSE_WORKERS, parse=self._parse
+        )
+        try:
+            return await self._refresh(progress, parsers)
+        finally:
+            await parsers.close()
 
-    async def _refresh(self, progress: Progress | None) -> RefreshReport:
+    async def _refresh(self, progress: Progress | None, parsers: Parsers) -> RefreshReport:
         manifest = await asyncio.to_thread(self._files.read_manifest)
         scan = await asyncio.to_thread(self._scan, manifest)
         intact = await asyncio.to_thread(self._files.intact, manifest)
@@ -120,7 +139,9 @@ class Refresher:
         async def index(path: str) -> None:
             nonlocal done, checkpointed
             async with slots:
-                entry = await self._index_file(path, scan[path], manifest, path in only_embed, run)
+                entry = await self._index_file(
+                    path, scan[path], manifest, path in only_embed, run, parsers
+                )
             if entry is not None:
                 manifest.files[path] = entry
             done += 1
@@ -169,7 +190,13 @@ class Refresher:
         return _Run(dense=True)
 
     async def _index_file(
-        self, path: str, found: _Found, manifest: Manifest, only_embed: bool, run: _Run
+        self,
+        path: str,
+        found: _Found,
+        manifest: Manifest,
+        only_embed: bool,
+        run: _Run,
+        parsers: Parsers,
     ) -> Entry | None:
         """Parse (or, `only_embed`, reload) one file's chunks and embed them; None if unreadable,
         which leaves its previous version, if any, in the index."""
@@ -179,7 +206,11 @@ class Refresher:
                     self._files.read_chunks, path, manifest.files[path]
                 )
             else:
-                chunks = await asyncio.to_thread(chunk_file, found.source, path, found.sha256)
+                chunks = await parsers.parse(found.source, path, found.sha256)
+        except ParseTimeout as exc:
+            log.warning("not indexing %s: %s", found.source, exc)
+            run.failed.add(path)
+            return None
         except Exception as exc:
             # Parsers raise anything; their messages hold no secrets and say what is wrong.
             log.warning("could not index %s: %s: %s", path, type(exc).__name__, exc)

@@ -25,13 +25,14 @@ from aiohttp import web
 
 import bot.knowledge.refresh as refresh_module
 from bot.knowledge import INDEX_DIRNAME, Knowledge, Passage, RefreshReport, Retrieval
-from bot.knowledge.chunking import chunk_file, file_digest
+from bot.knowledge.chunking import file_digest
 from bot.knowledge.embeddings import LocalEmbedder, PassageVectors
 from bot.knowledge.embeddings import Passage as EmbedInput
 from bot.knowledge.files import IndexFiles
 from bot.knowledge.keywords import KeywordIndex
 from bot.resources import bundled
 from bot.settings import Settings
+from tests.knowledge.worker_parsers import PARSE_LOG_ENV, ParseLog, counting_parse
 
 OPERATOR_KEY = "sk-operator-0000"
 WORKSPACE_KEY = "sk-workspace-1111"
@@ -104,16 +105,13 @@ async def open_knowledge() -> AsyncIterator[Callable[[Settings], Knowledge]]:
 
 
 @pytest.fixture
-def parse_count(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    """How often each file was parsed (chunk_file called), by relative path."""
-    counts: dict[str, int] = {}
-
-    def counting(path: Path, relative: str, digest: str) -> Any:
-        counts[relative] = counts.get(relative, 0) + 1
-        return chunk_file(path, relative, digest)
-
-    monkeypatch.setattr(refresh_module, "chunk_file", counting)
-    return counts
+def parse_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ParseLog:
+    """How often each file was parsed (chunk_file called), by relative path. Parses run in worker
+    processes, so they are counted in a file the workers append to."""
+    log = tmp_path / "parses.log"
+    monkeypatch.setenv(PARSE_LOG_ENV, str(log))
+    monkeypatch.setattr(refresh_module, "chunk_file", counting_parse)
+    return ParseLog(log)
 
 
 def paths(found: Retrieval) -> list[str]:
