@@ -135,6 +135,11 @@ class Settings(BaseSettings):
     discord_message_content: bool = False
     # Servers the bot serves; it leaves any other (adapters/discord/allowed.py). Empty: every one.
     discord_allowed_guilds: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Sharding (adapters/discord/shards.py): Discord requires it at 2,500 servers per shard. The
+    # total number of shards, and the ones this process runs (unset: all of them). Both unset:
+    # one connection without sharding.
+    discord_shard_count: int | None = Field(default=None, ge=1)
+    discord_shard_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
 
     # Whom OPENAI_API_KEY serves besides the documents' embeddings (bot/keys.py): all (every
     # workspace without its own key), embeddings (only the question's embedding: chat answers
@@ -190,6 +195,35 @@ class Settings(BaseSettings):
     @classmethod
     def _discord_guilds(cls, value: object) -> object:
         return _ids(value, DISCORD_GUILD, "123456789012345678 (a server's id)")
+
+    @field_validator("discord_shard_ids", mode="before")
+    @classmethod
+    def _shard_ids(cls, value: object) -> object:
+        found = _split_ids(value)
+        if not isinstance(found, list):
+            return found
+        for item in found:
+            if not str(item).isdigit():
+                raise ValueError(f"{item!r} is not a shard id: give numbers like 0,1,2")
+        ids = [int(item) for item in found]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"{value!r} lists a shard twice")
+        return ids
+
+    @model_validator(mode="after")
+    def _shards_within_the_count(self) -> Settings:
+        ids, count = self.discord_shard_ids, self.discord_shard_count
+        if ids and count is None:
+            raise ValueError(
+                "DISCORD_SHARD_IDS is set but DISCORD_SHARD_COUNT is not: set the total number "
+                "of shards every process shares, e.g. DISCORD_SHARD_COUNT=4"
+            )
+        if count is not None and (beyond := [i for i in ids if i >= count]):
+            raise ValueError(
+                f"DISCORD_SHARD_IDS has {', '.join(map(str, beyond))}, but DISCORD_SHARD_COUNT="
+                f"{count}: shard ids run from 0 to {count - 1}"
+            )
+        return self
 
     @field_validator("fallback_key_workspaces", mode="before")
     @classmethod

@@ -120,3 +120,36 @@ def test_fallback_workspaces_without_the_listed_scope_are_refused(
     monkeypatch.setenv("FALLBACK_KEY_WORKSPACES", "slack:T0123ABC")
     with pytest.raises(ValueError, match="set FALLBACK_KEY_SCOPE=listed"):
         Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_shard_settings_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISCORD_SHARD_COUNT", "4")
+    monkeypatch.setenv("DISCORD_SHARD_IDS", "3, 1")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.discord_shard_count == 4
+    assert settings.discord_shard_ids == [3, 1]
+
+
+@pytest.mark.parametrize(
+    ("count", "ids", "says"),
+    [
+        (
+            "2",
+            "0,2",
+            "DISCORD_SHARD_IDS has 2, but DISCORD_SHARD_COUNT=2: shard ids run from 0 to 1",
+        ),
+        (None, "0", "DISCORD_SHARD_IDS is set but DISCORD_SHARD_COUNT is not"),
+        ("2", "first", "'first' is not a shard id: give numbers like 0,1,2"),
+        ("2", "-1", "'-1' is not a shard id"),
+        ("2", "1,1", "'1,1' lists a shard twice"),
+        ("0", None, "greater than or equal to 1"),
+    ],
+)
+def test_shard_settings_that_cannot_work_are_refused_with_what_to_change(
+    monkeypatch: pytest.MonkeyPatch, count: str | None, ids: str | None, says: str
+) -> None:
+    for name, value in (("DISCORD_SHARD_COUNT", count), ("DISCORD_SHARD_IDS", ids)):
+        if value is not None:
+            monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=re.escape(says)):
+        Settings(_env_file=None)  # type: ignore[call-arg]

@@ -1,7 +1,8 @@
 """The Discord client: /ask, @mentions and their threads become one core call each.
 
-`build_discord_client` makes the discord.py client, which prints the invite URL and syncs slash
-commands only when they changed; `adapters.discord.run` connects and supervises it.
+`build_discord_client` makes the discord.py client for this process's shards (one connection, or
+an AutoShardedClient for several), which prints the invite URL and, in the process running shard
+0, syncs slash commands when they changed; `adapters.discord.run` connects and supervises it.
 No privileged intent is needed: Discord delivers the content of messages that mention the bot;
 DISCORD_MESSAGE_CONTENT adds that intent so follow-ups in its threads need no mention.
 """
@@ -22,6 +23,7 @@ from adapters.discord.commands import (
     workspace_of,
 )
 from adapters.discord.reopen import address, reopener
+from adapters.discord.shards import ShardPlan
 from adapters.discord.surface import (
     NO_MENTIONS,
     InteractionSurface,
@@ -78,7 +80,10 @@ def invite_url(application_id: int) -> str:
 class DiscordBot(discord.Client):
     """A discord.py client that hands every question to the core."""
 
-    def __init__(self, settings: Settings, core: Core, **options: Any) -> None:
+    def __init__(
+        self, settings: Settings, core: Core, plan: ShardPlan | None = None, **options: Any
+    ) -> None:
+        self.plan = plan or ShardPlan.of(settings)
         intents = discord.Intents.default()
         # Privileged, so off unless asked for: Discord sends the content of mentions without it.
         intents.message_content = settings.discord_message_content
@@ -86,6 +91,7 @@ class DiscordBot(discord.Client):
             intents=intents,
             allowed_mentions=NO_MENTIONS,
             http_trace=rate_limit_trace(),
+            **self.plan.client_options(),
             **options,
         )
         self.settings = settings
@@ -117,6 +123,9 @@ class DiscordBot(discord.Client):
         application_id = self.application_id
         assert application_id is not None  # known after login
         print(f"Invite the Discord bot: {invite_url(application_id)}", flush=True)
+        if not self.plan.syncs_commands:
+            log.info("running %s: the process running shard 0 syncs slash commands", self.plan)
+            return
         try:
             await sync_commands(self.tree, self.core.store, self.settings, application_id)
         except discord.HTTPException as error:
@@ -304,8 +313,15 @@ async def _quietly(call: Awaitable[Any]) -> None:
         log.warning("Discord refused a message: HTTP %s", error.status)
 
 
+class ShardedDiscordBot(DiscordBot, discord.AutoShardedClient):
+    """The same bot running several shards on one connection each, in this one process."""
+
+
 def build_discord_client(settings: Settings, core: Core, **options: Any) -> DiscordBot:
     # The bot never joins voice: discord.py's warnings about missing voice libraries would only
     # send operators looking for a problem that isn't there.
     discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
-    return DiscordBot(settings, core, **options)
+    plan = ShardPlan.of(settings)
+    kind = ShardedDiscordBot if plan.several else DiscordBot
+    log.info("Discord: %s", plan)
+    return kind(settings, core, plan, **options)

@@ -17,6 +17,7 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from adapters.discord.client import build_discord_client
+from adapters.discord.shards import SHARD_ERRORS
 from bot.errors import ConfigError
 from bot.settings import Settings
 
@@ -70,7 +71,8 @@ def discord_endpoints(settings: Settings) -> Iterator[None]:
     """Point discord.py at DISCORD_API_URL and DISCORD_GATEWAY_URL while inside.
 
     discord.py has no setting for either: REST URLs are built from `Route.BASE`, and a client
-    that is not sharded connects to `DiscordWebSocket.DEFAULT_GATEWAY` without asking /gateway/bot.
+    that is told its shard count connects to `DiscordWebSocket.DEFAULT_GATEWAY` without asking
+    /gateway/bot (the bot always tells it: none, or DISCORD_SHARD_COUNT).
     """
     base, gateway = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
     Route.BASE = settings.discord_api_url
@@ -127,6 +129,8 @@ async def run_discord(
             except discord.PrivilegedIntentsRequired:
                 raise ConfigError("Discord refused the bot's intents.") from None
             except Exception as error:
+                if isinstance(error, discord.ConnectionClosed) and error.code in SHARD_ERRORS:
+                    raise ConfigError(SHARD_ERRORS[error.code]) from None
                 if loop.time() - started > STABLE_AFTER_SECONDS:
                     attempt = 0
                 attempt += 1

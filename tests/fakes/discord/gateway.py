@@ -1,7 +1,8 @@
 """The fake Discord's gateway: the handshake discord.py expects (HELLO, IDENTIFY -> READY and a
-GUILD_CREATE per guild, heartbeats, RESUME), and what people do, sent down it as events:
-slash commands, modal submits and button clicks (INTERACTION_CREATE), messages
-(MESSAGE_CREATE, without their content unless they mention the bot or it has the intent)."""
+GUILD_CREATE per guild of the session's shard, heartbeats, RESUME), any number of sessions at
+once (one per shard), and what people do, sent down the session carrying their guild: slash
+commands, modal submits and button clicks (INTERACTION_CREATE), messages (MESSAGE_CREATE,
+without their content unless they mention the bot or it has the intent)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,15 @@ from aiohttp import WSMsgType, web
 
 from tests.fakes.discord import payloads
 from tests.fakes.discord.payloads import MEMBER_PERMISSIONS
+from tests.fakes.discord.sessions import (
+    INVALID_SHARD,
+    MAX_GUILDS_PER_SHARD,
+    SHARDING_REQUIRED,
+    Sent,
+    Session,
+    identify_problem,
+    shard_pair,
+)
 from tests.fakes.discord.state import FAKE_TOKEN, DiscordState, Interaction, snowflake
 
 HEARTBEAT_INTERVAL_MS = 41_250
@@ -22,7 +32,9 @@ MESSAGE_CONTENT_INTENT = 1 << 15
 
 
 class Gateway(DiscordState):
-    """The gateway socket and the events it carries; `ready` is set once the bot identified."""
+    """The gateway sockets and the events they carry; `ready` is set each time a session
+    identified. `sessions` lists every session in the order they identified, `dispatched` every
+    event sent with the session it went down."""
 
     def __init__(
         self,
@@ -37,17 +49,35 @@ class Gateway(DiscordState):
         self.identify_payloads: list[dict[str, Any]] = []
         self.ready = asyncio.Event()
         self.port = 0
-        self._ws: web.WebSocketResponse | None = None
-        self._seq = 0
+        self.sessions: list[Session] = []
+        self.dispatched: list[Sent] = []
+        self.max_guilds_per_shard = MAX_GUILDS_PER_SHARD
+        self._sockets: list[web.WebSocketResponse] = []
 
     @property
     def gateway_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/gateway"
 
     async def drop_connection(self, code: int = 4000) -> None:
-        """Close the gateway socket like Discord does on its side (4000: unknown error)."""
-        assert self._ws is not None
-        await self._ws.close(code=code)
+        """Close the latest gateway socket like Discord does on its side (4000: unknown error)."""
+        assert self._sockets, "the bot has not connected to the gateway"
+        await self._sockets[-1].close(code=code)
+
+    async def close_sockets(self) -> None:
+        for ws in self._sockets:
+            await ws.close()
+
+    def live_shards(self) -> set[int]:
+        """The shard ids with a live session (an unsharded session is shard 0)."""
+        return {s.shard[0] if s.shard else 0 for s in self.sessions if s.live}
+
+    def received(self, event: str, shard: int | None) -> list[dict[str, Any]]:
+        """The `event`s sent down sessions of `shard` (None: sessions without sharding)."""
+        return [
+            sent.data
+            for sent in self.dispatched
+            if sent.event == event and (sent.shard[0] if sent.shard else None) == shard
+        ]
 
     @property
     def _intents(self) -> int:
@@ -129,7 +159,7 @@ class Gateway(DiscordState):
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        self._ws = ws
+        self._sockets.append(ws)
         await ws.send_json({"op": 10, "d": {"heartbeat_interval": HEARTBEAT_INTERVAL_MS}})
         async for frame in ws:
             if frame.type != WSMsgType.TEXT:
@@ -141,8 +171,7 @@ class Gateway(DiscordState):
             elif op == 2:
                 await self._identify(ws, payload["d"])
             elif op == 6:
-                self.resumes += 1
-                await self._dispatch("RESUMED", {})
+                await self._resume(ws, payload["d"])
             async with self.changed:
                 self.changed.notify_all()
         return ws
@@ -150,24 +179,37 @@ class Gateway(DiscordState):
     async def _identify(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:
         self.identifies += 1
         self.identify_payloads.append(data)
+        if (problem := identify_problem(data)) is not None:
+            self.violations.append(problem)
         if data.get("token") != self.token:
             await ws.close(code=4004, message=b"Authentication failed.")
             return
-        await self._dispatch(
-            "READY",
-            {
-                "v": 10,
-                "user": self.users[self.bot_id],
-                "guilds": [{"id": gid, "unavailable": True} for gid in self.guilds],
-                "session_id": f"session-{self.identifies}",
-                "resume_gateway_url": self.gateway_url,
-                "application": {"id": self.application_id, "flags": 0},
-                "private_channels": [],
-                "relationships": [],
-            },
-        )
-        for guild in self.guilds.values():
-            await self._dispatch(
+        shard = shard_pair(data.get("shard")) if "shard" in data else None
+        if shard is not None and not 0 <= shard[0] < shard[1]:
+            await ws.close(code=INVALID_SHARD, message=b"Invalid shard.")
+            return
+        session = Session.open(ws, shard)
+        guilds = [g for g in self.guilds.values() if session.carries(g.id)]
+        if len(guilds) > self.max_guilds_per_shard:
+            await ws.close(code=SHARDING_REQUIRED, message=b"Sharding required.")
+            return
+        self.sessions.append(session)
+        ready: dict[str, Any] = {
+            "v": 10,
+            "user": self.users[self.bot_id],
+            "guilds": [{"id": guild.id, "unavailable": True} for guild in guilds],
+            "session_id": session.id,
+            "resume_gateway_url": self.gateway_url,
+            "application": {"id": self.application_id, "flags": 0},
+            "private_channels": [],
+            "relationships": [],
+        }
+        if shard is not None:
+            ready["shard"] = list(shard)
+        await self._send(session, "READY", ready)
+        for guild in guilds:
+            await self._send(
+                session,
                 "GUILD_CREATE",
                 payloads.guild_create(
                     guild.id,
@@ -180,10 +222,26 @@ class Gateway(DiscordState):
             )
         self.ready.set()
 
+    async def _resume(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:
+        # The session goes on on the new socket: its events are sent down it from now on.
+        self.resumes += 1
+        session = next((s for s in self.sessions if s.id == data.get("session_id")), None)
+        if session is None:
+            await ws.send_json({"op": 9, "d": False})  # invalid session: identify again
+            return
+        session.ws = ws
+        await self._send(session, "RESUMED", {})
+
+    async def _send(self, session: Session, event: str, data: dict[str, Any]) -> None:
+        self.dispatched.append(await session.send(event, data))
+
     async def _dispatch(self, event: str, data: dict[str, Any]) -> None:
-        assert self._ws is not None, "the bot has not connected to the gateway"
-        self._seq += 1
-        await self._ws.send_json({"op": 0, "t": event, "s": self._seq, "d": data})
+        """Send a guild's event down the latest live session carrying that guild, as Discord
+        does: never down another shard's session."""
+        guild_id = data.get("guild_id")
+        carrying = [s for s in self.sessions if s.live and s.carries(guild_id)]
+        assert carrying, f"no connected session carries guild {guild_id}"
+        await self._send(carrying[-1], event, data)
 
     async def _interact(
         self,

@@ -17,6 +17,8 @@ from tests.fakes.discord.state import FAKE_TOKEN, RestCall
 from tests.fakes.discord.writes import Writes
 
 API_PREFIX = "/api/v10"
+SESSION_STARTS_PER_DAY = 1000  # IDENTIFYs a bot may send per day
+DAY_MS = 86_400_000
 
 
 class FakeDiscord(Writes):
@@ -49,6 +51,10 @@ class FakeDiscord(Writes):
             application_id=application_id,
         )
         self.check_spec = check_spec
+        # What GET /gateway/bot tells: the shards Discord recommends, and how many sessions may
+        # start at once (every 5 s).
+        self.recommended_shards = 1
+        self.max_concurrency = 1
         self._spec = SpecChecker() if check_spec else None
         self._runner: web.AppRunner | None = None
 
@@ -64,13 +70,21 @@ class FakeDiscord(Writes):
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = _bound_port(site)
+
+    async def listen_also(self) -> int:
+        """Serve on one more loopback port too, and return it: a second bot process pointed at
+        it can be told apart in `calls` by its `port`."""
+        assert self._runner is not None, "start() first"
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        return _bound_port(site)
+
+    def api_url_at(self, port: int) -> str:
+        return f"http://127.0.0.1:{port}{API_PREFIX}"
 
     async def close(self) -> None:
-        if self._ws is not None:
-            await self._ws.close()
+        await self.close_sockets()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -115,9 +129,19 @@ class FakeDiscord(Writes):
         by_token = parts[0] in ("webhooks", "interactions")
         if not by_token and request.headers.get("Authorization") != f"Bot {self.token}":
             return json_response({"message": "401: Unauthorized", "code": 0}, status=401)
-        call = RestCall(request.method, parts, query, payload)
+        port = request.transport.get_extra_info("sockname")[1] if request.transport else 0
+        call = RestCall(request.method, parts, query, payload, port)
+        self.calls.append(call)
         async with self.changed:
             response = self._route(call)
+            # What discord.py reads to plan shards: shaped as the spec says (the fake's other
+            # answers carry only what discord.py reads, so they are not checked).
+            if (
+                spec is not None
+                and (call.method, call.parts) == ("GET", ["gateway", "bot"])
+                and (problem := spec.check_response("GET", API_PREFIX + path, response))
+            ):
+                self.violations.append(problem)
             self.on_routed(call, response)
             self.changed.notify_all()
         return response
@@ -129,12 +153,12 @@ class FakeDiscord(Writes):
                 return json_response(
                     {
                         "url": self.gateway_url,
-                        "shards": 1,
+                        "shards": self.recommended_shards,
                         "session_start_limit": {
-                            "total": 1000,
-                            "remaining": 1000 - self.identifies,
-                            "reset_after": 86_400_000,
-                            "max_concurrency": 1,
+                            "total": SESSION_STARTS_PER_DAY,
+                            "remaining": max(SESSION_STARTS_PER_DAY - self.identifies, 0),
+                            "reset_after": DAY_MS,
+                            "max_concurrency": self.max_concurrency,
                         },
                     }
                 )
@@ -188,3 +212,9 @@ class FakeDiscord(Writes):
                 return self._thread(channel_id, message_id, body)
         self.violations.append(f"{method} /{'/'.join(parts)}: not implemented by the fake")
         return unknown("404: Not Found", 0)
+
+
+def _bound_port(site: web.TCPSite) -> int:
+    server = site._server
+    assert server is not None
+    return int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]

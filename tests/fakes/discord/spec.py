@@ -12,8 +12,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from openapi_core import OpenAPI
-from openapi_core.testing import MockRequest
+from openapi_core.testing import MockRequest, MockResponse
 
 from tests.fakes.spec_files import SPECS_DIR
 
@@ -70,6 +71,21 @@ class SpecChecker:
             cause = error.__cause__
             detail = getattr(cause, "schema_errors", None) or cause or error
             return f"{method} {path}: {type(error).__name__}: {detail}"
+        return None
+
+    def check_response(self, method: str, path: str, response: web.Response) -> str | None:
+        """What is wrong with the fake's own answer to a request, by the spec, or None."""
+        assert isinstance(response.body, bytes)
+        request = MockRequest(SPEC_HOST, method.lower(), path)
+        answer = MockResponse(
+            response.body, status_code=response.status, content_type="application/json"
+        )
+        try:
+            self._api.validate_response(request, answer)
+        except Exception as error:
+            cause = error.__cause__
+            detail = getattr(cause, "schema_errors", None) or cause or error
+            return f"response to {method} {path}: {type(error).__name__}: {detail}"
         return None
 
     def _strip_tolerated(self, method: str, path: str, body: bytes) -> bytes:

@@ -23,6 +23,18 @@ def snowflake() -> str:
     return str(next(_ids))
 
 
+def shard_of(guild_id: str, count: int) -> int:
+    """The shard Discord sends a guild's events down."""
+    return (int(guild_id) >> 22) % count
+
+
+def snowflake_on_shard(shard_id: int, count: int) -> str:
+    """A fresh id whose guild Discord would send down shard `shard_id` of `count`: the shard
+    comes from the id's timestamp bits, so the id moves on by whole milliseconds (1 << 22)."""
+    base = int(snowflake())
+    return str(base + (((shard_id - (base >> 22)) % count) << 22))
+
+
 @dataclass
 class Guild:
     id: str
@@ -61,6 +73,7 @@ class RestCall:
     parts: list[str]
     query: dict[str, str]
     body: Any  # parsed JSON, or None
+    port: int = 0  # the fake's port it came in on (see FakeDiscord.listen_also)
 
 
 @dataclass(frozen=True)
@@ -98,6 +111,7 @@ class DiscordState:
         self.command_syncs: list[str] = []
         self.refuse_commands: set[str] = set()  # scopes answering 403 (app not authorised)
         self.requests: list[tuple[str, str, Any]] = []
+        self.calls: list[RestCall] = []  # the requests routed, authorised ones only
         self.writes: list[MessageWrite] = []
         self.crawled: list[str] = []  # links Discord fetched to preview them, as people saw them
         self.violations: list[str] = []
@@ -112,9 +126,13 @@ class DiscordState:
         self.users[user_id] = payloads.user(user_id, name)
         return user_id
 
-    def add_guild(self, name: str, members: dict[str, int]) -> tuple[str, str]:
-        """A guild with one text channel; returns (guild id, channel id)."""
-        guild_id, channel_id = snowflake(), snowflake()
+    def add_guild(
+        self, name: str, members: dict[str, int], *, shard: tuple[int, int] | None = None
+    ) -> tuple[str, str]:
+        """A guild with one text channel, on shard (id, count) if given; returns (guild id,
+        channel id)."""
+        guild_id = snowflake() if shard is None else snowflake_on_shard(*shard)
+        channel_id = snowflake()
         self.guilds[guild_id] = Guild(guild_id, name, [channel_id], dict(members))
         self.channels[channel_id] = payloads.text_channel(channel_id, guild_id)
         return guild_id, channel_id
