@@ -44,15 +44,31 @@ class Server:
         return f"discord:{self.guild_id}"
 
 
-def add_servers(fake: FakeDiscord) -> list[Server]:
+def add_servers(fake: FakeDiscord, *, shards: int | None = None) -> list[Server]:
+    """Servers alpha and beta; with `shards`, alpha on shard 0 of them and beta on shard 1."""
     servers = []
-    for name in ("alpha", "beta"):
+    for index, name in enumerate(("alpha", "beta")):
         admin, member = fake.add_user(f"{name}-admin"), fake.add_user(f"{name}-member")
         guild_id, channel_id = fake.add_guild(
-            name, {admin: MANAGE_GUILD | MEMBER_PERMISSIONS, member: MEMBER_PERMISSIONS}
+            name,
+            {admin: MANAGE_GUILD | MEMBER_PERMISSIONS, member: MEMBER_PERMISSIONS},
+            shard=None if shards is None else (index, shards),
         )
         servers.append(Server(guild_id, channel_id, admin, member))
     return servers
+
+
+def finished_reply(fake: FakeDiscord, question: dict[str, Any]) -> dict[str, Any] | None:
+    """The bot's reply to `question` once it carries its feedback buttons (the end state)."""
+    for message in fake.channel_messages(question["channel_id"]):
+        reference = message.get("message_reference") or {}
+        if (
+            message["author"]["id"] == fake.bot_id
+            and str(reference.get("message_id")) == question["id"]
+            and message.get("components")
+        ):
+            return message
+    return None
 
 
 def discord_settings(base: Settings, fake: FakeDiscord, **overrides: Any) -> Settings:

@@ -4,8 +4,6 @@ a bot that Discord tells to shard stops with what to set instead of reconnecting
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from adapters.discord.client import DiscordBot, ShardedDiscordBot, build_discord_client
@@ -13,43 +11,16 @@ from adapters.discord.run import run_discord
 from bot.core import Core
 from bot.errors import ConfigError
 from bot.settings import Settings
-from tests.discord.discord_rig import Server, discord_settings, running_bot
-from tests.fakes.discord import MANAGE_GUILD, MEMBER_PERMISSIONS, FakeDiscord
+from tests.discord.discord_rig import add_servers, discord_settings, finished_reply, running_bot
+from tests.fakes.discord import FakeDiscord
 
 SHARDS = 2
-
-
-def add_sharded_servers(fake: FakeDiscord) -> list[Server]:
-    """Server alpha on shard 0 of 2, beta on shard 1."""
-    servers = []
-    for shard_id, name in enumerate(("alpha", "beta")):
-        admin, member = fake.add_user(f"{name}-admin"), fake.add_user(f"{name}-member")
-        guild_id, channel_id = fake.add_guild(
-            name,
-            {admin: MANAGE_GUILD | MEMBER_PERMISSIONS, member: MEMBER_PERMISSIONS},
-            shard=(shard_id, SHARDS),
-        )
-        servers.append(Server(guild_id, channel_id, admin, member))
-    return servers
-
-
-def finished_reply(fake: FakeDiscord, question: dict[str, Any]) -> dict[str, Any] | None:
-    """The bot's reply to `question` once it carries its feedback buttons (the end state)."""
-    for message in fake.channel_messages(question["channel_id"]):
-        reference = message.get("message_reference") or {}
-        if (
-            message["author"]["id"] == fake.bot_id
-            and str(reference.get("message_id")) == question["id"]
-            and message.get("components")
-        ):
-            return message
-    return None
 
 
 async def test_one_process_runs_both_shards_and_answers_the_servers_of_each(
     fake: FakeDiscord, fake_settings: Settings
 ) -> None:
-    alpha, beta = add_sharded_servers(fake)
+    alpha, beta = add_servers(fake, shards=SHARDS)
     settings = discord_settings(fake_settings, fake, discord_shard_count=SHARDS)
     async with running_bot(settings, fake):
         await fake.wait_for(lambda: fake.live_shards() == {0, 1}, timeout=60)
@@ -73,7 +44,7 @@ async def test_one_process_runs_both_shards_and_answers_the_servers_of_each(
 async def test_a_bot_discord_requires_to_shard_stops_and_says_what_to_set(
     fake: FakeDiscord, fake_settings: Settings
 ) -> None:
-    add_sharded_servers(fake)
+    add_servers(fake, shards=SHARDS)
     fake.max_guilds_per_shard = 1  # two servers: Discord closes an unsharded session (4011)
     settings = discord_settings(fake_settings, fake)
     core = await Core.open(settings)
