@@ -16,6 +16,7 @@ from bot.answer import Answerer, Turn
 from bot.citations import Source
 from bot.errors import ANSWER_CRASHED, BotError
 from bot.journal import Address, AnswerJournal
+from bot.limits import QuestionLimits, Refusal
 from bot.settings import Settings
 from bot.store import Status, Store, StoredMessage
 from bot.streaming.editor import Editor
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Reply:
     answer_id: int | None
-    status: Literal["done", "failed", "cancelled"]
+    status: Literal["done", "failed", "cancelled", "refused"]
     text: str
 
 
@@ -41,8 +42,10 @@ class Conversations:
         answerer: Answerer,
         editor: Editor,
         journal: AnswerJournal | None = None,
+        limits: QuestionLimits | None = None,
     ) -> None:
         self._settings = settings
+        self._limits = limits or QuestionLimits(settings)
         self._store = store
         self._answerer = answerer
         self._editor = editor
@@ -95,6 +98,10 @@ class Conversations:
             return None
         journal: int | None = None
         try:
+            # Before retrieval and any model call; a redelivery was refused above, uncounted.
+            refusal = await self._limits.admit(workspace, author)
+            if refusal is not None:
+                return await self._refuse(surface, workspace, author, refusal)
             journal = await self._journal.begin(
                 thread_key=thread_key,
                 workspace=workspace,
@@ -114,6 +121,24 @@ class Conversations:
                 # Even a failed answer is final: its message shows the failure, and answering
                 # again on redelivery would double it.
                 await asyncio.shield(self._store.finish_event(event_id))
+
+    async def _refuse(
+        self, surface: Surface, workspace: str, author: str | None, refusal: Refusal
+    ) -> Reply:
+        """Say "slow down" where the answer would have been. The question is not stored: it
+        would feed the thread's next answer, and storing it is part of what the limit spares."""
+        limit = refusal.limit
+        log.info(
+            "question by %s in %s refused: over the %s limit of %d a minute",
+            author,
+            workspace,
+            limit.who,
+            limit.per_window,
+        )
+        stream = self._editor.stream(surface)
+        stream.push(refusal.message)
+        await stream.finish("", Final(None))
+        return Reply(answer_id=None, status="refused", text=refusal.message)
 
     async def _reply(
         self,

@@ -86,6 +86,10 @@ class BenchDiscord(FakeDiscord):
             "DISCORD_GUILD_IDS": self.guild_id,
             "DISCORD_EDIT_RATE": str(BUDGET_RATE),
             "DISCORD_EDIT_WINDOW": str(self.budget_window),
+            # The bench's few people ask far more than a person may per minute: it measures
+            # the platform's budgets, not the question limits.
+            "QUESTIONS_PER_MINUTE_PER_USER": "0",
+            "QUESTIONS_PER_MINUTE_PER_WORKSPACE": "0",
         }
         return web.json_response(env)
 

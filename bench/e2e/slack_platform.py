@@ -125,6 +125,10 @@ class BenchSlack(FakeSlack):
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
             "SLACK_API_URL": self.api_url,
             "SLACK_APP_TOKEN": "",  # HTTP mode: events come signed to /slack/events
+            # The bench's few people ask far more than a person may per minute: it measures
+            # the platform's budgets, not the question limits.
+            "QUESTIONS_PER_MINUTE_PER_USER": "0",
+            "QUESTIONS_PER_MINUTE_PER_WORKSPACE": "0",
         }
         if bot == "naive":
             env["BENCH_SPEEDUP"] = str(self.speedup)
