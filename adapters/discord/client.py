@@ -23,7 +23,7 @@ from adapters.discord.commands import (
     workspace_of,
 )
 from adapters.discord.reopen import address, reopener
-from adapters.discord.shards import ShardPlan
+from adapters.discord.shards import ShardPlan, report_gateway
 from adapters.discord.surface import (
     NO_MENTIONS,
     InteractionSurface,
@@ -123,6 +123,7 @@ class DiscordBot(discord.Client):
         application_id = self.application_id
         assert application_id is not None  # known after login
         print(f"Invite the Discord bot: {invite_url(application_id)}", flush=True)
+        await report_gateway(self.http, self.plan)
         if not self.plan.syncs_commands:
             log.info("running %s: the process running shard 0 syncs slash commands", self.plan)
             return

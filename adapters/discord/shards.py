@@ -4,11 +4,19 @@ commands. Discord sends each server's events down one shard only: `(guild_id >> 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
+import discord
+
 from bot.settings import Settings
 
+log = logging.getLogger(__name__)
+
+GUILDS_PER_SHARD = 2500  # Discord refuses a session carrying more: sharding required
+LOW_SESSION_STARTS = 100  # of the 1,000 IDENTIFYs a day: few enough left to warn about
+MS_PER_HOUR = 3_600_000
 # Gateway close codes that no reconnect can mend: the shard settings are wrong for this bot.
 INVALID_SHARD = 4010
 SHARDING_REQUIRED = 4011
@@ -63,3 +71,41 @@ class ShardPlan:
             return "no sharding"
         listed = ", ".join(map(str, self.ids))
         return f"shard{'s' if self.several else ''} {listed} of {self.count}"
+
+
+async def report_gateway(http: discord.http.HTTPClient, plan: ShardPlan) -> None:
+    """Log what Discord says of this bot's gateway use: the shards it recommends, against those
+    configured, and the session starts left today (each IDENTIFY of each shard spends one, and a
+    bot out of them cannot connect until the reset)."""
+    try:
+        recommended, _, limits = await http.get_bot_gateway()
+    except discord.GatewayNotFound:
+        log.warning("could not ask Discord how many shards it recommends (GET /gateway/bot)")
+        return
+    remaining, total = limits["remaining"], limits["total"]
+    hours = limits["reset_after"] / MS_PER_HOUR
+    log.info(
+        "Discord recommends %d shard(s); running %s; %d of %d session starts left (reset: %.1f h)",
+        recommended,
+        plan,
+        remaining,
+        total,
+        hours,
+    )
+    if recommended > (plan.count or 1):
+        log.warning(
+            "Discord recommends %d shards but DISCORD_SHARD_COUNT is %s: set it to at least %d "
+            "(Discord refuses to connect past %d servers per shard)",
+            recommended,
+            plan.count or "unset",
+            recommended,
+            GUILDS_PER_SHARD,
+        )
+    if remaining < LOW_SESSION_STARTS:
+        log.warning(
+            "only %d of %d Discord session starts left for %.1f h: every restart of every shard "
+            "spends one, and none left means no connection until the reset",
+            remaining,
+            total,
+            hours,
+        )

@@ -4,6 +4,8 @@ a bot that Discord tells to shard stops with what to set instead of reconnecting
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from adapters.discord.client import DiscordBot, ShardedDiscordBot, build_discord_client
@@ -39,6 +41,24 @@ async def test_one_process_runs_both_shards_and_answers_the_servers_of_each(
     for reply in replies:
         assert "make release" in reply["content"]
     assert fake.command_syncs  # this process runs shard 0: it syncs the commands
+
+
+async def test_the_log_tells_the_operator_to_shard_before_discord_requires_it(
+    fake: FakeDiscord, fake_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    add_servers(fake)
+    fake.recommended_shards = 2
+    fake.identifies = 950  # restarts today: 50 session starts left
+    with caplog.at_level(logging.INFO, logger="adapters.discord.shards"):
+        async with running_bot(discord_settings(fake_settings, fake), fake):
+            pass
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(
+        "Discord recommends 2 shards but DISCORD_SHARD_COUNT is unset: set it to at least 2" in w
+        for w in warned
+    )
+    assert any("only 50 of 1000 Discord session starts left for 24.0 h" in w for w in warned)
+    assert ("GET", "/gateway/bot", None) in fake.requests  # and its answer met the spec
 
 
 async def test_a_bot_discord_requires_to_shard_stops_and_says_what_to_set(
