@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from bot.answer import Answerer, Turn
 from bot.citations import Source
-from bot.core import open_store
+from bot.core import database_address, open_store
 from bot.errors import BotError
 from bot.knowledge import Knowledge
 from bot.logs import configure_logging
@@ -143,7 +143,7 @@ async def _migrate(settings: Settings) -> None:
         applied = await store.applied_migrations()
     finally:
         await store.close()
-    print(f"database {settings.database_path}: {len(applied)} migrations applied")
+    print(f"database {database_address(settings)}: {len(applied)} migrations applied")
     for name in applied:
         print(f"  {name}")
 

@@ -7,18 +7,21 @@ Built once at start from `Settings`; adapters receive it as an argument and use 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
 
 from bot.answer import Answerer
 from bot.conversation import Conversations
 from bot.journal import AnswerJournal
 from bot.keys import KeyAdmin
 from bot.knowledge import Knowledge
+from bot.logs import register_secret
 from bot.private_files import private_database
 from bot.retention import Pruner
 from bot.settings import Settings
 from bot.store import Store
+from bot.store.postgres import address
 from bot.streaming.editor import Editor
-from bot.vault import open_vault
+from bot.vault import Vault, open_vault
 
 
 @dataclass
@@ -64,8 +67,25 @@ class Core:
         await self.store.close()
 
 
-async def open_store(settings: Settings) -> Store:
-    """The deployment's database, private (0600 in a 0700 DATA_DIR), with its vault."""
-    vault = open_vault(settings)
+async def open_store(settings: Settings, vault: Vault | None = None) -> Store:
+    """The deployment's database with its vault (default: the deployment's): PostgreSQL at
+    DATABASE_URL, or SQLite private (0600 in a 0700 DATA_DIR). ConfigError when it can't be."""
+    vault = vault or open_vault(settings)
+    if settings.database_url is not None:
+        url = settings.database_url.get_secret_value()
+        register_secret(*_passwords(url))  # a driver's error or a log line may quote it alone
+        return await Store.open_postgres(url, vault)
     private_database(settings.database_path)
     return await Store.open(settings.database_path, vault)
+
+
+def database_address(settings: Settings) -> str:
+    """Which database the settings name, safe to print: no user or password."""
+    if settings.database_url is None:
+        return str(settings.database_path)
+    return f"postgresql://{address(settings.database_url.get_secret_value())}"
+
+
+def _passwords(url: str) -> list[str]:
+    parts = urlsplit(url)
+    return [p for p in (parts.password, *parse_qs(parts.query).get("password", [])) if p]

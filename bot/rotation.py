@@ -20,11 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.core import open_store
 from bot.errors import ConfigError
 from bot.logs import register_secret
-from bot.private_files import create_private, private_database, remove_file, replace_private
+from bot.private_files import create_private, remove_file, replace_private
 from bot.settings import Settings
-from bot.store import Store
 from bot.vault import (
     NEXT_SECRET_FILE_NAME,
     SECRET_FILE_NAME,
@@ -32,6 +32,7 @@ from bot.vault import (
     load_secrets,
     new_secret,
     read_secret,
+    require_shared_secret,
 )
 
 NEW_SECRET_ENV = "NEW_SECRET_KEY"  # noqa: S105 - a variable name, not a secret
@@ -45,6 +46,7 @@ class Rotation:
 
 async def rotate_key(settings: Settings, new_secret_key: str | None) -> Rotation:
     """Re-seal everything under a new master secret; ConfigError if nothing could be done."""
+    require_shared_secret(settings)  # before any file is made in DATA_DIR
     current = settings.secret_key.get_secret_value() if settings.secret_key else None
     if new_secret_key is not None:
         return await _rotate_to(settings, current, new_secret_key)
@@ -94,8 +96,7 @@ def _next_secret(data_dir: Path, current: bytes) -> bytes:
 
 
 async def _reseal(settings: Settings, opening: list[bytes], target: bytes) -> int:
-    private_database(settings.database_path)
-    store = await Store.open(settings.database_path, Vault(*opening))
+    store = await open_store(settings, Vault(*opening))
     try:
         return await store.reseal(Vault(target))
     finally:

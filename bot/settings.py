@@ -76,10 +76,17 @@ class Settings(BaseSettings):
         case_sensitive=False,
         # "OPENAI_API_KEY=" in .env means unset, not an empty key.
         env_ignore_empty=True,
+        # An error names the setting and the problem, never the value: it may be a secret (a
+        # DATABASE_URL with its password, a mistyped token).
+        hide_input_in_errors=True,
     )
 
     # Where things live.
     data_dir: Path = Path("./data")
+    # Unset: SQLite in DATA_DIR. A postgresql:// URL (libpq form; a socket directory as
+    # ?host=/dir): PostgreSQL holds everything stateful, shared by replicas (bot/store/postgres.py).
+    # Secret: the URL may hold a password.
+    database_url: SecretStr | None = None
     knowledge_dir: Path = Path("./knowledge")
     # A document whose parsing takes longer is skipped, logged, and the rest still indexed
     # (bot/knowledge/parsing.py): a pathological PDF must not stall start-up.
@@ -239,6 +246,26 @@ class Settings(BaseSettings):
                 f"{self.fallback_key_scope!r}: set FALLBACK_KEY_SCOPE=listed for the list to count"
             )
         return self
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        # Only the scheme is named back: the rest may hold a password.
+        if value is None:
+            return value
+        scheme, found, _ = value.get_secret_value().partition("://")
+        if not found:
+            raise ValueError(
+                "give a postgresql:// URL (postgresql://user:password@host:5432/dbname), "
+                "or leave DATABASE_URL unset for SQLite in DATA_DIR"
+            )
+        if scheme.lower() not in ("postgresql", "postgres"):
+            raise ValueError(
+                f"a {scheme}:// URL is not a PostgreSQL database: give a postgresql:// URL "
+                "(postgresql://user:password@host:5432/dbname), or leave DATABASE_URL unset "
+                "for SQLite in DATA_DIR"
+            )
+        return value
 
     @field_validator("slack_api_url")
     @classmethod

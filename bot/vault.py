@@ -106,8 +106,21 @@ def _bound(kind: Kind, workspace: str) -> bytes:
     return f"{kind}:{workspace}".encode()
 
 
+def require_shared_secret(settings: Settings) -> None:
+    """A ConfigError when DATABASE_URL is set without SECRET_KEY: replicas share the database,
+    and a secret generated into one replica's DATA_DIR could not open what another sealed."""
+    if settings.database_url is not None and settings.secret_key is None:
+        raise ConfigError(
+            "DATABASE_URL is set but SECRET_KEY is not: a shared database needs SECRET_KEY from "
+            "the environment, the same on every replica (a key generated into one replica's "
+            "DATA_DIR cannot open what another sealed)"
+        )
+
+
 def open_vault(settings: Settings) -> Vault:
-    """The deployment's vault: SECRET_KEY, or the secret(s) in DATA_DIR."""
+    """The deployment's vault: SECRET_KEY, or the secret(s) in DATA_DIR (never with a shared
+    database: `require_shared_secret`)."""
+    require_shared_secret(settings)
     secret = settings.secret_key.get_secret_value() if settings.secret_key else None
     return Vault(*load_secrets(secret, settings.data_dir))
 

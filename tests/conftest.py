@@ -1,4 +1,5 @@
-"""Shared fixtures: no network beyond loopback, the OpenAI-compatible fake, settings aimed at it."""
+"""Shared fixtures: no network beyond loopback, the OpenAI-compatible fake, settings aimed at it,
+and a real PostgreSQL server with a fresh database per test."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import pytest
 
 from bot.settings import Settings
 from tests.fakes.openai import FakeOpenAI
+from tests.postgres import PostgresServer
+from tests.store_backends import Backend
 
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
@@ -55,3 +58,25 @@ def fake_settings(tmp_path: Path, fake_openai: FakeOpenAI) -> Settings:
         chat_model="gpt-fake-mini",
         embed_model="text-embedding-fake",
     )
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """The session's PostgreSQL server (tests/postgres.py), started on first use."""
+    server = PostgresServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A fresh, empty PostgreSQL database for this test, as a postgresql:// URL."""
+    return postgres_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """Each of the store's databases in turn (tests/store_backends.py); PostgreSQL's server is
+    started only when a test runs against it."""
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    return Backend(request.param, tmp_path / "data", url)

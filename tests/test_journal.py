@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
@@ -20,9 +19,9 @@ from bot.settings import Settings
 from bot.store import Store
 from bot.streaming.editor import MARKER, Editor
 from bot.surface import Surface
-from bot.vault import Vault, load_master_key
 from tests.fakes.openai import FAKE_KEY, FakeOpenAI
 from tests.fakes.surface import FakeSurface
+from tests.store_backends import Backend
 from tests.test_answer import FakeKnowledge, FakePassage
 
 THREAD = "slack:T1:C1:1700000000.000100"
@@ -32,8 +31,9 @@ WHERE = Address("slack", {"channel": "C1", "thread_ts": "1700000000.000100"})
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = await Store.open(tmp_path / "bot.db", Vault(load_master_key("t", tmp_path)))
+async def store(backend: Backend) -> AsyncIterator[Store]:
+    """On SQLite and on PostgreSQL."""
+    store = await backend.open()
     yield store
     await store.close()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -13,17 +12,17 @@ from bot.errors import InputError, InvalidApiKey, ModelUnavailable
 from bot.keys import MAX_KEY_LENGTH, KeyAdmin, listed
 from bot.settings import Settings
 from bot.store import Store
-from bot.vault import Vault, load_master_key
 from tests.fakes.openai import FAKE_KEY, FakeOpenAI
+from tests.store_backends import Backend
 
 WORKSPACE = "slack:T1"
 GOOD_KEY = "sk-proj-Workspace1Key0000AbCd"
 
 
 @pytest.fixture
-async def store(fake_settings: Settings) -> AsyncIterator[Store]:
-    vault = Vault(load_master_key(None, fake_settings.data_dir))
-    store = await Store.open(fake_settings.database_path, vault)
+async def store(backend: Backend) -> AsyncIterator[Store]:
+    """On SQLite and on PostgreSQL."""
+    store = await backend.open()
     yield store
     await store.close()
 
@@ -99,8 +98,8 @@ async def test_clear_removes_the_key(admin: KeyAdmin) -> None:
     assert await admin.clear(WORKSPACE) is False
 
 
-async def test_key_never_reaches_logs_or_the_database_file(
-    admin: KeyAdmin, store: Store, fake_settings: Settings, caplog: pytest.LogCaptureFixture
+async def test_key_never_reaches_logs_or_the_database(
+    admin: KeyAdmin, store: Store, backend: Backend, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     await admin.set(WORKSPACE, GOOD_KEY, by="U123")
@@ -111,14 +110,20 @@ async def test_key_never_reaches_logs_or_the_database_file(
     assert GOOD_KEY not in caplog.text
     assert "sk-proj-AnotherSecretKey9999" not in caplog.text
 
-    def database_bytes() -> bytes:
-        files = Path(fake_settings.data_dir).glob("bot.db*")  # the file, its WAL and index
-        return b"".join(file.read_bytes() for file in files)
+    stored = await backend.scalar(
+        "SELECT ciphertext FROM api_keys WHERE workspace = ?", (WORKSPACE,)
+    )
+    assert stored is not None and GOOD_KEY.encode() not in bytes(stored)
+    if backend.kind == "sqlite":
 
-    assert b"slack:T1" in database_bytes()  # the row is there, in some file we read
-    assert GOOD_KEY.encode() not in database_bytes()
-    await store.close()  # checkpoints the WAL into the main file
-    assert GOOD_KEY.encode() not in database_bytes()
+        def database_bytes() -> bytes:
+            files = backend.data_dir.glob("bot.db*")  # the file, its WAL and index
+            return b"".join(file.read_bytes() for file in files)
+
+        assert b"slack:T1" in database_bytes()  # the row is there, in some file we read
+        assert GOOD_KEY.encode() not in database_bytes()
+        await store.close()  # checkpoints the WAL into the main file
+        assert GOOD_KEY.encode() not in database_bytes()
 
 
 async def test_clear_within_forgets_an_org_and_its_workspaces_only(

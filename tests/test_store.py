@@ -1,4 +1,5 @@
-"""The store: migrations, history, keys at rest, event claims, concurrent writers."""
+"""The store, on SQLite and on PostgreSQL (the `backend` fixture): migrations, history, keys at
+rest, event claims, concurrent writers; then what only SQLite has (WAL, its file, its lock)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import re
 import sqlite3
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from bot.citations import Source
 from bot.store import Store, migration_files
 from bot.vault import Vault, load_master_key
+from tests.store_backends import Backend
 
 EXPECTED_TABLES = {
     "schema_migrations",
@@ -37,50 +40,92 @@ def schema(path: Path) -> list[tuple[str, str, str]]:
     return [(t, n, s or "") for t, n, s in rows]
 
 
-async def test_blank_database_gets_exactly_the_expected_schema(tmp_path: Path) -> None:
-    store = await open_store(tmp_path)
-    assert await store.applied_migrations() == [f.name for f in migration_files()]
+async def columns(backend: Backend) -> dict[str, set[str]]:
+    """Every table of the backend's database with its column names."""
+    if backend.kind == "sqlite":
+        with sqlite3.connect(backend.path) as db:
+            tables = [n for t, n, _ in schema(backend.path) if t == "table"]
+            return {t: {row[1] for row in db.execute(f"PRAGMA table_info({t})")} for t in tables}
+    connection = await asyncpg.connect(backend.url)
+    try:
+        rows = await connection.fetch(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = 'public'"
+        )
+    finally:
+        await connection.close()
+    found: dict[str, set[str]] = {}
+    for row in rows:
+        found.setdefault(row["table_name"], set()).add(row["column_name"])
+    return found
+
+
+async def test_blank_database_gets_exactly_the_expected_schema(backend: Backend) -> None:
+    store = await backend.open()
+    assert await store.applied_migrations() == [
+        f.name for f in migration_files(dialect=backend.kind)
+    ]
     await store.close()
-    tables = {name for kind, name, _ in schema(tmp_path / "bot.db") if kind == "table"}
-    assert tables >= EXPECTED_TABLES
-    with sqlite3.connect(tmp_path / "bot.db") as db:
-        columns = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
-        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert {"role", "text", "sources", "status", "created_at", "feedback"} <= columns
+    tables = await columns(backend)
+    assert set(tables) >= EXPECTED_TABLES
+    assert {"role", "text", "sources", "status", "created_at", "feedback"} <= tables["messages"]
 
 
-async def test_migrating_twice_changes_nothing(tmp_path: Path) -> None:
-    store = await open_store(tmp_path)
-    before = schema(tmp_path / "bot.db")
+async def test_both_databases_get_the_same_tables_and_columns(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    sqlite = Backend("sqlite", tmp_path, None)
+    postgres = Backend("postgres", tmp_path, postgres_url)
+    for backend in (sqlite, postgres):
+        await (await backend.open()).close()
+    sqlite_columns, postgres_columns = await columns(sqlite), await columns(postgres)
+    assert sqlite_columns == postgres_columns
+
+
+async def test_migrating_twice_changes_nothing(backend: Backend) -> None:
+    store = await backend.open()
+    before = await columns(backend)
+    applied = await store.applied_migrations()
     assert await store.migrate() == []
     await store.close()
-    store = await open_store(tmp_path)
+    store = await backend.open()
+    assert await store.applied_migrations() == applied
     await store.close()
-    assert schema(tmp_path / "bot.db") == before
+    assert await columns(backend) == before
 
 
-def test_migration_prefixes_are_unique_and_numbered() -> None:
-    names = [f.name for f in migration_files()]
+async def test_replicas_starting_together_apply_each_migration_once(backend: Backend) -> None:
+    stores = await asyncio.gather(*(backend.open() for _ in range(6)))
+    assert [len(await store.applied_migrations()) for store in stores] == [
+        len(migration_files(dialect=backend.kind))
+    ] * 6
+    for store in stores:
+        await store.close()
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+def test_migration_prefixes_are_unique_and_numbered(dialect: str) -> None:
+    names = [f.name for f in migration_files(dialect=dialect)]  # type: ignore[arg-type]
     prefixes = [name.split("_", 1)[0] for name in names]
     assert len(prefixes) == len(set(prefixes))
     assert all(re.fullmatch(r"\d{4}_[a-z0-9_]+\.sql", name) for name in names)
     assert prefixes[0] == "0001"
 
 
-async def test_a_failing_migration_leaves_nothing_half_applied(tmp_path: Path) -> None:
+async def test_a_failing_migration_leaves_nothing_half_applied(
+    backend: Backend, tmp_path: Path
+) -> None:
     folder = tmp_path / "migrations"
     folder.mkdir()
     (folder / "0001_ok.sql").write_text("CREATE TABLE a (x INTEGER);")
     (folder / "0002_bad.sql").write_text("CREATE TABLE b (x INTEGER);\nNOT SQL AT ALL;")
-    vault = Vault(load_master_key("t", tmp_path))
-    with pytest.raises(sqlite3.OperationalError):
-        await Store.open(tmp_path / "bot.db", vault, migrations_dir=folder)
-    names = {name for _, name, _ in schema(tmp_path / "bot.db")}
-    assert "b" not in names and "a" not in names
+    with pytest.raises((sqlite3.OperationalError, asyncpg.PostgresSyntaxError)):
+        await backend.open(migrations_dir=folder)
+    assert await columns(backend) == {}
 
 
-async def test_history_round_trip_with_sources(tmp_path: Path) -> None:
-    store = await open_store(tmp_path)
+async def test_history_round_trip_with_sources(backend: Backend) -> None:
+    store = await backend.open()
     source = Source(number=1, path="guide.md", heading="Setup", excerpt="Run make run.")
     for n in range(3):
         await store.record_exchange(
@@ -95,13 +140,14 @@ async def test_history_round_trip_with_sources(tmp_path: Path) -> None:
     messages = await store.thread_messages("slack:T1:C1:1.0", limit=4)
     assert [m.text for m in messages] == ["q1", "a1 [1]", "q2", "a2 [1]"]
     assert messages[-1].sources == [source]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", messages[-1].created_at)
     assert await store.has_conversation("slack:T1:C1:1.0")
     assert not await store.has_conversation("slack:T1:C1:2.0")
     await store.close()
 
 
-async def test_feedback_is_kept_per_workspace(tmp_path: Path) -> None:
-    store = await open_store(tmp_path)
+async def test_feedback_is_kept_per_workspace(backend: Backend) -> None:
+    store = await backend.open()
     answer_id = await store.record_exchange(
         thread_key="t", workspace="slack:T1", question="q", answer="a", sources=[], status="done"
     )
@@ -112,23 +158,26 @@ async def test_feedback_is_kept_per_workspace(tmp_path: Path) -> None:
     await store.close()
 
 
-async def test_api_key_is_encrypted_at_rest(tmp_path: Path) -> None:
-    store = await open_store(tmp_path)
+async def test_api_key_is_encrypted_at_rest(backend: Backend) -> None:
+    store = await backend.open()
     key = "sk-proj-SUPERSECRET-9f8e7d6c5b4a"
     await store.set_api_key("slack:T1", key, set_by="U1")
     assert await store.get_api_key("slack:T1") == key
     assert await store.get_api_key("slack:T2") is None
     await store.close()
-    raw = b"".join(p.read_bytes() for p in tmp_path.glob("bot.db*"))
-    assert b"SUPERSECRET" not in raw and b"5b4a" not in raw
-    store = await open_store(tmp_path)
+    stored = bytes(await backend.scalar("SELECT ciphertext FROM api_keys"))
+    assert b"SUPERSECRET" not in stored and b"5b4a" not in stored
+    if backend.kind == "sqlite":
+        raw = b"".join(p.read_bytes() for p in backend.data_dir.glob("bot.db*"))
+        assert b"SUPERSECRET" not in raw and b"5b4a" not in raw
+    store = await backend.open()
     assert await store.delete_api_key("slack:T1")
     assert await store.get_api_key("slack:T1") is None
     await store.close()
 
 
-async def test_an_event_is_claimed_once_and_an_abandoned_claim_expires(tmp_path: Path) -> None:
-    store = await open_store(tmp_path)
+async def test_an_event_is_claimed_once_and_an_abandoned_claim_expires(backend: Backend) -> None:
+    store = await backend.open()
     results = await asyncio.gather(*(store.claim_event("Ev1") for _ in range(20)))
     assert results.count(True) == 1
     assert await store.claim_event("Ev2")
@@ -139,9 +188,23 @@ async def test_an_event_is_claimed_once_and_an_abandoned_claim_expires(tmp_path:
     await store.close()
 
 
-def _writer(data_dir: str, worker: int, results: multiprocessing.Queue[int]) -> None:
+async def test_replicas_claim_each_event_once(backend: Backend) -> None:
+    replicas = [await backend.open() for _ in range(4)]
+    claims = await asyncio.gather(
+        *(replica.claim_event(f"Ev{n}") for n in range(25) for replica in replicas)
+    )
+    assert sum(claims) == 25
+    # Ev0's claimer died long ago: of the replicas taking it over, one wins it.
+    await backend.execute("UPDATE processed_events SET claimed_at = 0 WHERE event_id = 'Ev0'")
+    takeovers = await asyncio.gather(*(r.claim_event("Ev0") for r in replicas))
+    assert takeovers.count(True) == 1
+    for replica in replicas:
+        await replica.close()
+
+
+def _writer(backend: Backend, worker: int, results: multiprocessing.Queue[int]) -> None:
     async def work() -> int:
-        store = await open_store(Path(data_dir))
+        store = await backend.open()
         claimed = 0
         for n in range(40):
             await store.record_exchange(
@@ -159,11 +222,11 @@ def _writer(data_dir: str, worker: int, results: multiprocessing.Queue[int]) -> 
     results.put(asyncio.run(work()))
 
 
-async def test_concurrent_writers_in_several_processes(tmp_path: Path) -> None:
-    await (await open_store(tmp_path)).close()
+async def test_concurrent_writers_in_several_processes(backend: Backend) -> None:
+    await (await backend.open()).close()
     context = multiprocessing.get_context("spawn")
     results: multiprocessing.Queue[int] = context.Queue()
-    workers = [context.Process(target=_writer, args=(str(tmp_path), w, results)) for w in range(4)]
+    workers = [context.Process(target=_writer, args=(backend, w, results)) for w in range(4)]
     for process in workers:
         process.start()
     claimed = [await asyncio.to_thread(results.get, True, 120) for _ in workers]
@@ -172,8 +235,40 @@ async def test_concurrent_writers_in_several_processes(tmp_path: Path) -> None:
         assert process.exitcode == 0
     # every event went to exactly one process, and no write was lost to "database is locked"
     assert sum(claimed) == 40
+    assert await backend.scalar("SELECT count(*) FROM messages") == 4 * 40 * 2
+    assert await backend.scalar("SELECT count(*) FROM conversations") == 5
+
+
+async def test_a_write_cancelled_mid_transaction_is_whole_or_absent(backend: Backend) -> None:
+    store = await backend.open()
+    for _ in range(20):
+        task = asyncio.create_task(
+            store.record_exchange(
+                thread_key="t",
+                workspace="w",
+                question="q",
+                answer="a",
+                sources=[],
+                status="done",
+            )
+        )
+        await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    await store.close()
+    store = await backend.open()
+    messages = await store.thread_messages("t")
+    # Every question has its answer: no half-written exchange.
+    assert [m.role for m in messages] == ["user", "assistant"] * (len(messages) // 2)
+    assert len(messages) % 2 == 0
+    await store.set_state("still", "writable")
+    await store.close()
+
+
+async def test_sqlite_database_is_in_wal_mode(tmp_path: Path) -> None:
+    await (await open_store(tmp_path)).close()
     with sqlite3.connect(tmp_path / "bot.db") as db:
-        assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 4 * 40 * 2
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def _hold_write_lock(path: Path) -> sqlite3.Connection:
@@ -183,7 +278,7 @@ def _hold_write_lock(path: Path) -> sqlite3.Connection:
     return other
 
 
-async def test_a_write_cancelled_while_waiting_for_the_lock_leaves_the_store_writable(
+async def test_sqlite_write_cancelled_while_waiting_for_the_lock_leaves_the_store_writable(
     tmp_path: Path,
 ) -> None:
     store = await open_store(tmp_path)
@@ -205,33 +300,9 @@ async def test_a_write_cancelled_while_waiting_for_the_lock_leaves_the_store_wri
     await store.close()
 
 
-async def test_a_write_cancelled_mid_transaction_is_whole_or_absent(tmp_path: Path) -> None:
-    store = await open_store(tmp_path)
-    for _ in range(20):
-        task = asyncio.create_task(
-            store.record_exchange(
-                thread_key="t",
-                workspace="w",
-                question="q",
-                answer="a",
-                sources=[],
-                status="done",
-            )
-        )
-        await asyncio.sleep(0)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-    await store.close()
-    store = await open_store(tmp_path)
-    messages = await store.thread_messages("t")
-    # Every question has its answer: no half-written exchange.
-    assert [m.role for m in messages] == ["user", "assistant"] * (len(messages) // 2)
-    assert len(messages) % 2 == 0
-    await store.set_state("still", "writable")
-    await store.close()
-
-
-async def test_reads_do_not_queue_behind_a_writer_waiting_for_the_lock(tmp_path: Path) -> None:
+async def test_sqlite_reads_do_not_queue_behind_a_writer_waiting_for_the_lock(
+    tmp_path: Path,
+) -> None:
     store = await open_store(tmp_path)
     await store.set_state("name", "value")
     other = _hold_write_lock(tmp_path / "bot.db")

@@ -19,13 +19,16 @@ class Events(Database):
         """
         now = time.time()
         async with self._transaction() as db:
-            cursor = await db.execute(
+            # One statement: on PostgreSQL a second claimer waits on the first one's row and
+            # then tests the WHERE against the row as committed, so a fresh claim is never
+            # taken over, whichever replica asks.
+            changed = await db.execute(
                 "INSERT INTO processed_events (event_id, claimed_at) VALUES (?, ?) "
                 "ON CONFLICT (event_id) DO UPDATE SET claimed_at = excluded.claimed_at "
                 "WHERE processed_events.done = 0 AND processed_events.claimed_at < ?",
                 (event_id, now, now - lease),
             )
-            return cursor.rowcount == 1
+            return changed == 1
 
     @atomic
     async def finish_event(self, event_id: str) -> None:

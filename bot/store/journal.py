@@ -11,9 +11,8 @@ import json
 import time
 from dataclasses import dataclass
 
-import aiosqlite
-
 from bot.store.database import Database, atomic
+from bot.store.driver import Row
 from bot.vault import ANSWER_ADDRESS
 
 
@@ -55,16 +54,15 @@ class Journal(Database):
             else None
         )
         async with self._transaction() as db:
-            cursor = await db.execute(
+            row = await db.fetchone(
                 "INSERT INTO answers_in_flight (thread_key, workspace, question, author, "
                 "event_id, platform, address, owner, heartbeat_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (thread_key, workspace, question, author, event_id, platform, sealed, owner,
                  time.time()),
             )  # fmt: skip
-            row_id = cursor.lastrowid
-        assert row_id is not None
-        return row_id
+        assert row is not None
+        return int(row[0])
 
     @atomic
     async def note_messages(self, answer: int, messages: list[tuple[str, str]]) -> None:
@@ -86,7 +84,7 @@ class Journal(Database):
         (a claim must outlive the slowest answer, not just its first two minutes)."""
         now = time.time()
         async with self._transaction() as db:
-            cursor = await db.execute(
+            renewed = await db.execute(
                 "UPDATE answers_in_flight SET heartbeat_at = ? WHERE owner = ?", (now, owner)
             )
             await db.execute(
@@ -94,26 +92,28 @@ class Journal(Database):
                 "(SELECT event_id FROM answers_in_flight WHERE owner = ?)",
                 (now, owner),
             )
-            return cursor.rowcount
+            return renewed
 
     async def answers_in_flight(self) -> list[InFlight]:
-        async with self._reader.execute("SELECT * FROM answers_in_flight ORDER BY id") as cursor:
-            rows = await cursor.fetchall()
+        rows = await self._read.fetch("SELECT * FROM answers_in_flight ORDER BY id")
         return [self._in_flight(row) for row in rows]
 
     @atomic
     async def adopt_answer(self, answer: InFlight, owner: str) -> bool:
         """Take a dead process's row over for mending; False if someone else was first (or
-        its owner turned out to be alive after all)."""
+        its owner turned out to be alive after all).
+
+        A conditional update: on PostgreSQL a second adopter waits for the first one's row
+        and then finds its owner changed, so one process mends each dead answer."""
         async with self._transaction() as db:
-            cursor = await db.execute(
+            adopted = await db.execute(
                 "UPDATE answers_in_flight SET owner = ?, heartbeat_at = ? "
                 "WHERE id = ? AND owner = ? AND heartbeat_at = ?",
                 (owner, time.time(), answer.id, answer.owner, answer.heartbeat_at),
             )
-            return cursor.rowcount == 1
+            return adopted == 1
 
-    def _in_flight(self, row: aiosqlite.Row) -> InFlight:
+    def _in_flight(self, row: Row) -> InFlight:
         sealed = row["address"]
         return InFlight(
             id=row["id"],

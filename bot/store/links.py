@@ -23,9 +23,8 @@ class Links(Database):
             )
 
     async def linked_thread(self, workspace: str, message: str) -> str | None:
-        async with self._reader.execute(
+        row = await self._read.fetchone(
             "SELECT thread_key FROM reply_links WHERE workspace = ? AND message = ?",
             (workspace, message),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return str(row[0]) if row else None

@@ -3,36 +3,40 @@ feedback go with them, ON DELETE CASCADE), old event claims and old reply links.
 
 Each kind is deleted in batches of at most `batch` rows, one transaction each, so a prune of a
 large backlog never holds the database's write lock for long: answers being stored queue for
-one batch at most, and other processes see the lock free between batches.
+one batch at most, and other processes see the lock free between batches. On PostgreSQL, where
+replicas write at the same time, the threads chosen are locked and checked again before they go
+(see `_prune_conversations`).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from bot.store.database import Database, atomic
+from bot.store.driver import placeholders, timestamp
 
 PRUNE_BATCH = 500  # rows (conversations: threads, with their messages) per transaction
 
 # The conversations whose last activity (their newest message, or their creation when they have
 # none) is before a time, in id order from a cursor. Ids grow with time, so the newest message
 # is the one with the highest id: one step down the (conversation_id, id) index per candidate.
+_IDLE = (
+    "c.created_at < ? AND COALESCE((SELECT m.created_at FROM messages m WHERE "
+    "m.conversation_id = c.id ORDER BY m.id DESC LIMIT 1), c.created_at) < ?"
+)
+# (The f-strings in this module only join constant SQL and `?` placeholders.)
 _OLD_CONVERSATIONS = (
-    "SELECT c.id FROM conversations c WHERE c.id > ? AND c.created_at < ? AND COALESCE("
-    "(SELECT m.created_at FROM messages m WHERE m.conversation_id = c.id "
-    "ORDER BY m.id DESC LIMIT 1), c.created_at) < ? ORDER BY c.id LIMIT ?"
+    f"SELECT c.id FROM conversations c WHERE c.id > ? AND {_IDLE} ORDER BY c.id LIMIT ?"  # noqa: S608
 )
 
 # Claims (finished or not: a lease long run out) and links made before a time, `LIMIT` at a time.
 _OLD_EVENTS = (
-    "DELETE FROM processed_events WHERE rowid IN "
-    "(SELECT rowid FROM processed_events WHERE claimed_at < ? LIMIT ?)"
+    "DELETE FROM processed_events WHERE event_id IN "
+    "(SELECT event_id FROM processed_events WHERE claimed_at < ? LIMIT ?)"
 )
 _OLD_LINKS = (
-    "DELETE FROM reply_links WHERE rowid IN "
-    "(SELECT rowid FROM reply_links WHERE created_at < ? LIMIT ?)"
+    "DELETE FROM reply_links WHERE (workspace, message) IN "
+    "(SELECT workspace, message FROM reply_links WHERE created_at < ? LIMIT ?)"
 )
 
 
@@ -58,10 +62,12 @@ class Retention(Database):
         the given unix times (None: keep that kind)."""
         conversations = events = links = 0
         if threads_before is not None:
-            cutoff, cursor = _timestamp(threads_before), 0
-            while ids := await self._prune_conversations(cutoff, cursor, batch):
-                conversations += len(ids)
-                cursor = ids[-1]
+            cutoff, cursor = timestamp(threads_before), 0
+            while True:
+                deleted, last = await self._prune_conversations(cutoff, cursor, batch)
+                if last is None:
+                    break
+                conversations, cursor = conversations + deleted, last
         if events_before is not None:
             while deleted := await self._prune_rows(_OLD_EVENTS, events_before, batch):
                 events += deleted
@@ -71,28 +77,34 @@ class Retention(Database):
         return Pruned(conversations, events, links)
 
     @atomic
-    async def _prune_conversations(self, before: str, after_id: int, batch: int) -> list[int]:
+    async def _prune_conversations(
+        self, before: str, after_id: int, batch: int
+    ) -> tuple[int, int | None]:
+        """Delete one batch; returns how many, and the last id looked at (None: no more)."""
         # Chosen and deleted in one transaction: a follow-up stored meanwhile either lands
         # first (its thread is then active and kept) or after (and starts the thread afresh).
+        # SQLite: no other writer runs meanwhile. PostgreSQL: the chosen threads are locked (a
+        # follow-up locks its thread's row too, see threads._ensure_conversation), then chosen
+        # again, which sees every follow-up committed before the lock was had.
         async with self._transaction() as db:
-            async with db.execute(_OLD_CONVERSATIONS, (after_id, before, before, batch)) as cur:
-                ids = [int(row[0]) for row in await cur.fetchall()]
-            if ids:
-                await db.execute(
-                    "DELETE FROM conversations WHERE id IN (SELECT value FROM json_each(?))",
-                    (json.dumps(ids),),
+            rows = await db.fetch(_OLD_CONVERSATIONS, (after_id, before, before, batch))
+            ids = [int(row[0]) for row in rows]
+            if not ids:
+                return 0, None
+            last = ids[-1]  # the next batch starts after it, whether it went or was kept
+            if self._driver.for_update:
+                chosen = (
+                    f"SELECT c.id FROM conversations c WHERE c.id IN ({placeholders(len(ids))})"  # noqa: S608
                 )
-        return ids
+                await db.execute(chosen + self._driver.for_update, ids)
+                still = await db.fetch(f"{chosen} AND {_IDLE}", (*ids, before, before))
+                ids = [int(row[0]) for row in still]
+            if ids:
+                gone = f"DELETE FROM conversations WHERE id IN ({placeholders(len(ids))})"  # noqa: S608
+                await db.execute(gone, ids)
+        return len(ids), last
 
     @atomic
     async def _prune_rows(self, delete: str, before: float, batch: int) -> int:
         async with self._transaction() as db:
-            cursor = await db.execute(delete, (before, batch))
-            return cursor.rowcount
-
-
-def _timestamp(unix: float) -> str:
-    """A unix time as the schema's TEXT timestamps (strftime('%Y-%m-%dT%H:%M:%fZ')), which
-    compare in time order as strings."""
-    moment = datetime.fromtimestamp(unix, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+            return await db.execute(delete, (before, batch))

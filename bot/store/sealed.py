@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from bot.store.database import Database, atomic
+from bot.store.driver import timestamp
 from bot.vault import ANSWER_ADDRESS, API_KEY, SLACK_INSTALLATION, Vault
 
 
@@ -18,18 +19,17 @@ class Sealed(Database):
         sealed = self._vault.encrypt(key, kind=API_KEY, workspace=workspace)
         async with self._transaction() as db:
             await db.execute(
-                "INSERT INTO api_keys (workspace, ciphertext, set_by) VALUES (?, ?, ?) "
-                "ON CONFLICT (workspace) DO UPDATE SET ciphertext = excluded.ciphertext, "
-                "set_by = excluded.set_by, "
-                "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-                (workspace, sealed, set_by),
+                "INSERT INTO api_keys (workspace, ciphertext, set_by, updated_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (workspace) DO UPDATE SET "
+                "ciphertext = excluded.ciphertext, set_by = excluded.set_by, "
+                "updated_at = excluded.updated_at",
+                (workspace, sealed, set_by, timestamp(time.time())),
             )
 
     async def get_api_key(self, workspace: str) -> str | None:
-        async with self._reader.execute(
+        row = await self._read.fetchone(
             "SELECT ciphertext FROM api_keys WHERE workspace = ?", (workspace,)
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return (
             self._vault.decrypt(bytes(row[0]), kind=API_KEY, workspace=workspace) if row else None
         )
@@ -37,8 +37,8 @@ class Sealed(Database):
     @atomic
     async def delete_api_key(self, workspace: str) -> bool:
         async with self._transaction() as db:
-            cursor = await db.execute("DELETE FROM api_keys WHERE workspace = ?", (workspace,))
-            return cursor.rowcount == 1
+            deleted = await db.execute("DELETE FROM api_keys WHERE workspace = ?", (workspace,))
+            return deleted == 1
 
     @atomic
     async def delete_api_keys_within(self, workspace: str) -> int:
@@ -46,11 +46,10 @@ class Sealed(Database):
         as `slack:E1:T1` is inside the Enterprise Grid org `slack:E1`); returns how many."""
         async with self._transaction() as db:
             # substr, not LIKE: ids may hold "_", which LIKE reads as a wildcard.
-            cursor = await db.execute(
+            return await db.execute(
                 "DELETE FROM api_keys WHERE workspace = ? OR substr(workspace, 1, ?) = ?",
                 (workspace, len(workspace) + 1, f"{workspace}:"),
             )
-            return cursor.rowcount
 
     @atomic
     async def save_slack_installation(self, installation: str, data: str) -> None:
@@ -58,17 +57,16 @@ class Sealed(Database):
         sealed = self._vault.encrypt(data, kind=SLACK_INSTALLATION, workspace=installation)
         async with self._transaction() as db:
             await db.execute(
-                "INSERT INTO slack_installations (installation, ciphertext) VALUES (?, ?) "
-                "ON CONFLICT (installation) DO UPDATE SET ciphertext = excluded.ciphertext, "
-                "installed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-                (installation, sealed),
+                "INSERT INTO slack_installations (installation, ciphertext, installed_at) "
+                "VALUES (?, ?, ?) ON CONFLICT (installation) DO UPDATE SET "
+                "ciphertext = excluded.ciphertext, installed_at = excluded.installed_at",
+                (installation, sealed, timestamp(time.time())),
             )
 
     async def get_slack_installation(self, installation: str) -> str | None:
-        async with self._reader.execute(
+        row = await self._read.fetchone(
             "SELECT ciphertext FROM slack_installations WHERE installation = ?", (installation,)
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return (
             self._vault.decrypt(bytes(row[0]), kind=SLACK_INSTALLATION, workspace=installation)
             if row
@@ -78,10 +76,10 @@ class Sealed(Database):
     @atomic
     async def delete_slack_installation(self, installation: str) -> bool:
         async with self._transaction() as db:
-            cursor = await db.execute(
+            deleted = await db.execute(
                 "DELETE FROM slack_installations WHERE installation = ?", (installation,)
             )
-            return cursor.rowcount == 1
+            return deleted == 1
 
     @atomic
     async def issue_oauth_state(self, state: str, expires_at: float) -> None:
@@ -96,11 +94,11 @@ class Sealed(Database):
     async def consume_oauth_state(self, state: str) -> bool:
         """True once for a state issued and not yet expired; it is gone afterwards."""
         async with self._transaction() as db:
-            cursor = await db.execute(
+            consumed = await db.execute(
                 "DELETE FROM oauth_states WHERE state = ? AND expires_at >= ?",
                 (state, time.time()),
             )
-            return cursor.rowcount == 1
+            return consumed == 1
 
     @atomic
     async def reseal(self, target: Vault) -> int:
@@ -131,9 +129,9 @@ class Sealed(Database):
         resealed = 0
         async with self._transaction() as db:
             for select, update, kind in sealed_columns:
-                async with db.execute(select) as cursor:
-                    rows = await cursor.fetchall()
-                for owner, sealed, key in rows:
+                # Locked as read (PostgreSQL): a replica left running cannot change a value
+                # between its reading and its re-sealing here.
+                for owner, sealed, key in await db.fetch(select + self._driver.for_update):
                     plaintext = self._vault.decrypt(bytes(sealed), kind=kind, workspace=owner)
                     again = target.encrypt(plaintext, kind=kind, workspace=owner)
                     await db.execute(update, (again, key))

@@ -7,11 +7,10 @@ from bot.store.database import Database, atomic
 
 class Settings(Database):
     async def get_setting(self, workspace: str, name: str) -> str | None:
-        async with self._reader.execute(
+        row = await self._read.fetchone(
             "SELECT value FROM workspace_settings WHERE workspace = ? AND name = ?",
             (workspace, name),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return str(row[0]) if row else None
 
     @atomic
@@ -24,10 +23,7 @@ class Settings(Database):
             )
 
     async def get_state(self, name: str) -> str | None:
-        async with self._reader.execute(
-            "SELECT value FROM bot_state WHERE name = ?", (name,)
-        ) as cur:
-            row = await cur.fetchone()
+        row = await self._read.fetchone("SELECT value FROM bot_state WHERE name = ?", (name,))
         return str(row[0]) if row else None
 
     @atomic

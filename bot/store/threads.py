@@ -7,10 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import aiosqlite
-
 from bot.citations import Source, dump
 from bot.store.database import Database, atomic
+from bot.store.driver import Row, Transaction
 
 Role = Literal["user", "assistant"]
 Status = Literal["done", "failed", "cancelled"]
@@ -30,10 +29,10 @@ class StoredMessage:
 
 class Threads(Database):
     async def has_conversation(self, thread_key: str) -> bool:
-        async with self._reader.execute(
+        row = await self._read.fetchone(
             "SELECT 1 FROM conversations WHERE thread_key = ?", (thread_key,)
-        ) as cursor:
-            return await cursor.fetchone() is not None
+        )
+        return row is not None
 
     @atomic
     async def ensure_conversation(self, thread_key: str, workspace: str) -> None:
@@ -53,9 +52,8 @@ class Threads(Database):
         if limit is not None:
             query += " LIMIT ?"
             params = (thread_key, limit)
-        async with self._reader.execute(query, params) as cursor:
-            rows = await cursor.fetchall()
-        return [_message(row) for row in reversed(list(rows))]
+        rows = await self._read.fetch(query, params)
+        return [_message(row) for row in reversed(rows)]
 
     @atomic
     async def record_exchange(
@@ -79,17 +77,17 @@ class Threads(Database):
                 "VALUES (?, 'user', ?, ?)",
                 (conversation_id, question, author),
             )
-            cursor = await db.execute(
+            row = await db.fetchone(
                 "INSERT INTO messages (conversation_id, role, text, sources, status) "
-                "VALUES (?, 'assistant', ?, ?, ?)",
+                "VALUES (?, 'assistant', ?, ?, ?) RETURNING id",
                 (conversation_id, answer, json.dumps(dump(sources)), status),
             )
-            answer_id = cursor.lastrowid
+            assert row is not None
+            answer_id = int(row[0])
             if journal is not None:
                 await db.execute(
                     "UPDATE answers_in_flight SET answer_id = ? WHERE id = ?", (answer_id, journal)
                 )
-        assert answer_id is not None
         return answer_id
 
     @atomic
@@ -98,37 +96,34 @@ class Threads(Database):
         if value not in (-1, 1):
             raise ValueError("feedback is -1 or 1")
         async with self._transaction() as db:
-            cursor = await db.execute(
+            changed = await db.execute(
                 "UPDATE messages SET feedback = ?, feedback_by = ? WHERE id = ? AND role = "
                 "'assistant' AND conversation_id IN "
                 "(SELECT id FROM conversations WHERE workspace = ?)",
                 (value, user, message_id, workspace),
             )
-            return cursor.rowcount == 1
+            return changed == 1
 
     async def get_message(self, message_id: int) -> StoredMessage | None:
-        async with self._reader.execute(
-            "SELECT * FROM messages WHERE id = ?", (message_id,)
-        ) as cur:
-            row = await cur.fetchone()
+        row = await self._read.fetchone("SELECT * FROM messages WHERE id = ?", (message_id,))
         return _message(row) if row else None
 
 
-async def _ensure_conversation(db: aiosqlite.Connection, thread_key: str, workspace: str) -> int:
-    await db.execute(
+async def _ensure_conversation(db: Transaction, thread_key: str, workspace: str) -> int:
+    # DO UPDATE, not DO NOTHING: it returns the id either way, and on PostgreSQL it locks the
+    # thread's row until this transaction ends, so a prune on another replica, which locks the
+    # rows it deletes, either waits for this exchange (and then sees the thread active) or
+    # finishes first (and this inserts the thread afresh); never deletes what this just stored.
+    row = await db.fetchone(
         "INSERT INTO conversations (thread_key, workspace) VALUES (?, ?) "
-        "ON CONFLICT (thread_key) DO NOTHING",
+        "ON CONFLICT (thread_key) DO UPDATE SET thread_key = excluded.thread_key RETURNING id",
         (thread_key, workspace),
     )
-    async with db.execute(
-        "SELECT id FROM conversations WHERE thread_key = ?", (thread_key,)
-    ) as cursor:
-        row = await cursor.fetchone()
     assert row is not None
     return int(row[0])
 
 
-def _message(row: aiosqlite.Row) -> StoredMessage:
+def _message(row: Row) -> StoredMessage:
     return StoredMessage(
         id=row["id"],
         role=row["role"],
