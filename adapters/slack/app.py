@@ -4,8 +4,9 @@ One bot token (SLACK_BOT_TOKEN) or OAuth installs for many workspaces (SLACK_CLI
 SLACK_CLIENT_SECRET, installations kept in the bot's database). Over HTTP, events, commands and
 interactivity arrive at POST /slack/events on the bot's one aiohttp server; with SLACK_APP_TOKEN
 they arrive over Socket Mode instead. `adapters/slack/listeners.py` says what each one becomes.
-A body bolt can't read gets 400 (bolt would fail with a 500); with one bot token, requests from
-other workspaces are dropped before bolt authorizes them (`adapters/slack/home_team.py`).
+A body bolt can't read gets 400 (bolt would fail with a 500); requests from workspaces not in
+SLACK_ALLOWED_TEAMS, and with one bot token from any other workspace, are dropped before bolt
+authorizes them (`adapters/slack/home_team.py`), and installs from them refused (`allowed.py`).
 """
 
 from __future__ import annotations
@@ -22,13 +23,16 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.oauth.async_callback_options import AsyncCallbackOptions, AsyncSuccessArgs
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.request.internals import parse_body
+from slack_bolt.response import BoltResponse
 from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.allowed import AllowedTeams, install_failed
 from adapters.slack.home_team import HomeTeam
 from adapters.slack.install import SlackInstallationStore, SlackStateStore
 from adapters.slack.listeners import Listeners
@@ -118,8 +122,9 @@ def build_slack_app(settings: Settings, core: Core) -> AsyncApp:
     )
     oauth_settings = None
     installations = None
+    allowed = AllowedTeams(settings.slack_allowed_teams)
     if settings.slack_client_id and settings.slack_client_secret:
-        installations = SlackInstallationStore(core.store, logger)
+        installations = SlackInstallationStore(core.store, logger, allowed)
         oauth_settings = AsyncOAuthSettings(
             client_id=settings.slack_client_id,
             client_secret=settings.slack_client_secret.get_secret_value(),
@@ -131,10 +136,12 @@ def build_slack_app(settings: Settings, core: Core) -> AsyncApp:
             install_path=INSTALL_PATH,
             redirect_uri_path=REDIRECT_PATH,
             logger=logger,
+            # An install from a workspace not in SLACK_ALLOWED_TEAMS gets a page saying so.
+            callback_options=AsyncCallbackOptions(success=_install_done, failure=install_failed),
         )
     verifies_requests = bool(signing_secret) or settings.slack_app_token is None
-    # One token: requests from other workspaces the app is installed in are dropped.
-    home = HomeTeam(client) if oauth_settings is None else None
+    # Requests from workspaces not allowed are dropped; with one token, from any other but its own.
+    home = HomeTeam(client if oauth_settings is None else None, allowed)
     app = AsyncApp(
         name="answerbot",
         client=client,
@@ -145,7 +152,7 @@ def build_slack_app(settings: Settings, core: Core) -> AsyncApp:
         process_before_response=True,
         # Socket Mode needs no signing secret (Slack is the other end of the socket).
         request_verification_enabled=verifies_requests,
-        before_authorize=home.guard if home else None,
+        before_authorize=home.guard,
     )
     tasks = Background("Slack")
     verifier = SignatureVerifier(signing_secret) if verifies_requests else None
@@ -154,6 +161,10 @@ def build_slack_app(settings: Settings, core: Core) -> AsyncApp:
     # Answers a dead process left in Slack threads are ended once this process can reach them.
     core.journal.mend_with("slack", reopener(settings, session, installations, to_mrkdwn, logger))
     return app
+
+
+async def _install_done(args: AsyncSuccessArgs) -> BoltResponse:
+    return await args.default.success(args)
 
 
 def _check(settings: Settings) -> None:

@@ -1,5 +1,6 @@
-"""The one workspace a single-token Slack app serves (SLACK_BOT_TOKEN), and the guard that drops
-requests from any other.
+"""The guard that drops Slack requests from workspaces the bot does not serve: those not in
+SLACK_ALLOWED_TEAMS (`adapters/slack/allowed.py`), and, for a single-token app (SLACK_BOT_TOKEN),
+any workspace but the token's own.
 
 The same Slack app may be installed in more than one workspace, and Slack signs every
 workspace's requests with the app's one signing secret, so a valid signature does not say the
@@ -20,6 +21,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.allowed import NOT_ALLOWED, AllowedTeams
 from adapters.slack.web_api import call_slack
 from bot.errors import PlatformError
 
@@ -51,12 +53,14 @@ class Home:
 
 
 class HomeTeam:
-    """bolt's `before_authorize` middleware for a single-token app."""
+    """bolt's `before_authorize` middleware: the allow-list, then (with a `client`: one token)
+    the token's own workspace."""
 
-    def __init__(self, client: AsyncWebClient) -> None:
+    def __init__(self, client: AsyncWebClient | None, allowed: AllowedTeams) -> None:
         # The app's own client: bolt's per-request client carries the request's team_id, which
-        # Slack refuses to pair with another team's token.
+        # Slack refuses to pair with another team's token. None with OAuth installs.
         self._client = client
+        self._allowed = allowed
         self._home: Home | None = None
         self._asking = asyncio.Lock()
 
@@ -67,6 +71,15 @@ class HomeTeam:
         next_: Callable[[], Awaitable[None]],
     ) -> BoltResponse | None:
         if body.get("type") in NO_TEAM_REQUESTS:
+            await next_()
+            return None
+        if not self._allowed.allows(context.enterprise_id, context.team_id):
+            team = context.team_id or context.enterprise_id
+            log.info(
+                "Slack %s from team %s, not in SLACK_ALLOWED_TEAMS: ignored", _kind(body), team
+            )
+            return BoltResponse(status=200, body=NOT_ALLOWED if "command" in body else "")
+        if self._client is None:
             await next_()
             return None
         home = await self._find()
@@ -80,6 +93,7 @@ class HomeTeam:
         return BoltResponse(status=200, body=OTHER_WORKSPACE if "command" in body else "")
 
     async def _find(self) -> Home | None:
+        assert self._client is not None
         async with self._asking:  # one auth.test, however many requests arrive at start
             if self._home is None:
                 try:

@@ -19,6 +19,7 @@ from slack_sdk.oauth.installation_store.models.bot import Bot
 from slack_sdk.oauth.installation_store.models.installation import Installation
 from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
 
+from adapters.slack.allowed import AllowedTeams
 from bot.store import Store
 
 STATE_BYTES = 24  # entropy of an OAuth state value
@@ -54,9 +55,12 @@ def _json_default(value: object) -> str:
 class SlackInstallationStore(AsyncInstallationStore):
     """Bot-only installation store (the bot asks for no user scopes)."""
 
-    def __init__(self, store: Store, logger: logging.Logger) -> None:
+    def __init__(
+        self, store: Store, logger: logging.Logger, allowed: AllowedTeams | None = None
+    ) -> None:
         self._store = store
         self._logger = logger
+        self._allowed = allowed or AllowedTeams(())
 
     @property
     def logger(self) -> logging.Logger:
@@ -66,6 +70,9 @@ class SlackInstallationStore(AsyncInstallationStore):
         await self.async_save_bot(installation.to_bot())
 
     async def async_save_bot(self, bot: Bot) -> None:
+        # Every install passes here: a workspace not in SLACK_ALLOWED_TEAMS is refused before
+        # anything of it is kept (bolt shows adapters.slack.allowed's page).
+        self._allowed.check_install(bot.enterprise_id, bot.team_id)
         key = installation_id(bot.enterprise_id, bot.team_id, bot.is_enterprise_install)
         data = json.dumps(bot.to_dict_for_copying(), default=_json_default)
         await self._store.save_slack_installation(key, data)
