@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from adapters.discord.allowed import AllowedGuilds
 from adapters.discord.commands import (
     build_tree,
     sync_commands,
@@ -96,7 +97,9 @@ class DiscordBot(discord.Client):
         )
         self.settings = settings
         self.core = core
-        self.tree = build_tree(self, ask=self.ask, keys=core.keys)
+        # Servers not in DISCORD_ALLOWED_GUILDS: commands refused, mentions ignored.
+        self.allowed = AllowedGuilds(settings.discord_allowed_guilds)
+        self.tree = build_tree(self, ask=self.ask, keys=core.keys, allowed=self.allowed)
         self.buttons = feedback_buttons(self.on_feedback)
         self._answering: set[asyncio.Task[Any]] = set()
         self._closing = False
@@ -171,6 +174,8 @@ class DiscordBot(discord.Client):
         if message.author.bot or message.guild is None or self.user is None:
             return
         guild_id = message.guild.id
+        if not self.allowed.allows(guild_id):
+            return
         workspace = workspace_of(guild_id)
         route = await self._route(message, workspace)
         if route is None:

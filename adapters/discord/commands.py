@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import discord
 from discord import app_commands
 
+from adapters.discord.allowed import AllowedGuilds
 from bot.errors import BotError
 from bot.settings import Settings
 from bot.store import Store
@@ -150,11 +151,27 @@ async def _private(interaction: discord.Interaction[Any], text: str) -> None:
     await interaction.response.send_message(text, ephemeral=True)
 
 
+class _Tree(app_commands.CommandTree[Any]):
+    """The command tree, checking DISCORD_ALLOWED_GUILDS once before every command."""
+
+    def __init__(self, client: discord.Client, allowed: AllowedGuilds) -> None:
+        super().__init__(client)
+        self._allowed = allowed
+
+    async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
+        return await self._allowed.check(interaction)
+
+
 def build_tree(
-    client: discord.Client, *, ask: AskHandler, keys: KeyAdmin
+    client: discord.Client,
+    *,
+    ask: AskHandler,
+    keys: KeyAdmin,
+    allowed: AllowedGuilds | None = None,
 ) -> app_commands.CommandTree[Any]:
-    """/ask and /setkey on `client`, answering through the callables they are handed."""
-    tree: app_commands.CommandTree[Any] = app_commands.CommandTree(client)
+    """/ask and /setkey on `client`, answering through the callables they are handed, in the
+    servers `allowed` lists (all, without it)."""
+    tree: app_commands.CommandTree[Any] = _Tree(client, allowed or AllowedGuilds(()))
 
     @app_commands.command(name="ask", description="Ask a question about this server's documents")
     @app_commands.describe(question="What you want to know")
