@@ -27,4 +27,5 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	bash scripts/install-browser.sh
+	bash scripts/install-redis.sh
 	$(PY) -m pytest -q

@@ -14,13 +14,17 @@ from bot.conversation import Conversations
 from bot.journal import AnswerJournal
 from bot.keys import KeyAdmin
 from bot.knowledge import Knowledge
+from bot.limits import QuestionLimits
 from bot.logs import register_secret
 from bot.private_files import private_database
 from bot.retention import Pruner
 from bot.settings import Settings
+from bot.shared import Shared, connect
+from bot.shared_limits import SharedCounter
 from bot.store import Store
 from bot.store.postgres import address
 from bot.streaming.editor import Editor
+from bot.streaming.shared_budget import SharedBudgets
 from bot.vault import Vault, open_vault
 
 
@@ -35,12 +39,24 @@ class Core:
     conversations: Conversations
     keys: KeyAdmin
     pruner: Pruner
+    shared: Shared | None  # Redis, when REDIS_URL shares budgets and limits with replicas
 
     @classmethod
     async def open(cls, settings: Settings) -> Core:
-        store = await open_store(settings)
+        shared = await connect(settings)  # first: an unreachable Redis refuses to start
+        try:
+            store = await open_store(settings)
+        except BaseException:
+            if shared is not None:
+                await shared.close()
+            raise
         knowledge = Knowledge(settings)
         editor = Editor()
+        limits = QuestionLimits(settings)
+        if shared is not None:
+            # Before anything holds the registry: every budget and limit is then shared.
+            editor.budgets = SharedBudgets(editor.clock, shared)
+            limits = QuestionLimits(settings, SharedCounter(shared))
         answerer = Answerer(settings, knowledge, store)
         journal = AnswerJournal(store)
         pruner = Pruner(settings, store)
@@ -52,9 +68,10 @@ class Core:
             answerer=answerer,
             editor=editor,
             journal=journal,
-            conversations=Conversations(settings, store, answerer, editor, journal),
+            conversations=Conversations(settings, store, answerer, editor, journal, limits=limits),
             keys=KeyAdmin(settings, store),
             pruner=pruner,
+            shared=shared,
         )
 
     async def close(self) -> None:
@@ -65,6 +82,8 @@ class Core:
         await self.answerer.close()
         await self.knowledge.close()
         await self.store.close()
+        if self.shared is not None:
+            await self.shared.close()
 
 
 async def open_store(settings: Settings, vault: Vault | None = None) -> Store:

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     # ?host=/dir): PostgreSQL holds everything stateful, shared by replicas (bot/store/postgres.py).
     # Secret: the URL may hold a password.
     database_url: SecretStr | None = None
+    # Unset: rate budgets and question limits live in each process. A redis://, rediss:// or
+    # unix:// URL: replicas share them there (bot/shared.py). Secret: it may hold a password.
+    redis_url: SecretStr | None = None
     knowledge_dir: Path = Path("./knowledge")
     # A document whose parsing takes longer is skipped, logged, and the rest still indexed
     # (bot/knowledge/parsing.py): a pathological PDF must not stall start-up.
@@ -266,6 +269,22 @@ class Settings(BaseSettings):
                 "for SQLite in DATA_DIR"
             )
         return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        # Only the scheme is named back: the rest may hold a password.
+        if value is None:
+            return value
+        scheme, found, _ = value.get_secret_value().partition("://")
+        if found and scheme.lower() in ("redis", "rediss", "unix"):
+            return value
+        named = f"a {scheme}:// URL is not Redis: " if found else ""
+        raise ValueError(
+            f"{named}give a redis:// URL (redis://:password@host:6379/0), rediss:// for TLS or "
+            "unix:///path/redis.sock?db=0, or leave REDIS_URL unset to keep rate budgets and "
+            "question limits in this process"
+        )
 
     @field_validator("slack_api_url")
     @classmethod

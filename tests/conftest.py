@@ -1,5 +1,6 @@
 """Shared fixtures: no network beyond loopback, the OpenAI-compatible fake, settings aimed at it,
-and a real PostgreSQL server with a fresh database per test."""
+a real PostgreSQL server with a fresh database per test, and a real Redis server with a fresh
+database per test."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from bot.settings import Settings
 from tests.fakes.openai import FakeOpenAI
 from tests.postgres import PostgresServer
+from tests.redis_server import RedisServer
 from tests.store_backends import Backend
 
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -72,6 +74,20 @@ def postgres_server() -> Iterator[PostgresServer]:
 def postgres_url(postgres_server: PostgresServer) -> str:
     """A fresh, empty PostgreSQL database for this test, as a postgresql:// URL."""
     return postgres_server.create_database()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """The session's Redis server (tests/redis_server.py), started on first use."""
+    server = RedisServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """A fresh, empty Redis database for this test, as a redis:// URL."""
+    return redis_server.fresh_url()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

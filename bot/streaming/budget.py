@@ -87,6 +87,7 @@ class _Call:
     granted: float
     at: float = math.inf
     unused: bool = False
+    shared: str | None = None  # its name in a shared window (bot.streaming.shared_budget)
 
     def not_made(self) -> None:
         """The holder found nothing to send after all: the slot goes back to the budget."""
@@ -229,46 +230,61 @@ class Budget:
                 now = self._clock.monotonic()
                 waiter, ready = self._next(now)
                 if waiter is None:
-                    # Nobody may go yet: sleep until someone may, or until something changes
-                    # (a newcomer may be urgent and allowed at once).
-                    self._changed.clear()
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(None if math.isinf(ready) else ready - now):
-                            await self._changed.wait()
+                    await self._wait(ready - now)
                     continue
-                self._waiters.remove(waiter)
-                if waiter.future.done():
-                    continue
-                waiter.call = self._spend(now)
-                self._in_flight += 1
-                waiter.future.set_result(None)
+                self._grant(waiter, now)
         finally:
             self._dispatcher = None
+
+    async def _wait(self, seconds: float) -> None:
+        """Nobody may go yet: sleep until someone may, or until something changes (a newcomer
+        may be urgent and allowed at once)."""
+        self._changed.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(None if math.isinf(seconds) else seconds):
+                await self._changed.wait()
+
+    def _grant(self, waiter: _Waiter, now: float, shared: str | None = None) -> None:
+        self._waiters.remove(waiter)
+        if waiter.future.done():
+            return
+        waiter.call = self._spend(now)
+        waiter.call.shared = shared
+        self._in_flight += 1
+        waiter.future.set_result(None)
 
     def _next(self, now: float) -> tuple[_Waiter | None, float]:
         """The best-ranked waiter allowed to call now, or None and when the first one will be
         (infinity: when a call in flight returns)."""
+        allowed, soonest = self._candidates(now)
+        if not allowed:
+            return None, soonest
+        return min(allowed.values(), key=lambda ranked: ranked[0])[1], now
+
+    def _candidates(
+        self, now: float
+    ) -> tuple[dict[Priority, tuple[tuple[Rank, int], _Waiter]], float]:
+        """Per class, the best-ranked waiter allowed to call now (with its rank); and when the
+        first of the others will be (infinity: when a call in flight returns)."""
         if self._in_flight >= self.max_in_flight:
-            return None, math.inf
+            return {}, math.inf
         self._refill(now)
         # The window's calls, sorted, once per decision (each class reads them).
         in_window = sorted(c.at for c in self._recent if c.at > now - self.spec.window)
         ready = {cls: self._ready_at(now, cls, in_window) for cls in Priority}
         if self._in_flight >= self.burst:
             ready[Priority.INTERIM] = math.inf  # until a call in flight returns
-        best: tuple[Rank, int] | None = None
-        chosen: _Waiter | None = None
+        allowed: dict[Priority, tuple[tuple[Rank, int], _Waiter]] = {}
         soonest = math.inf
         for waiter in self._waiters:
             rank = waiter.rank()
             if ready[rank[0]] > now:
                 soonest = min(soonest, ready[rank[0]])
                 continue
-            if best is None or (rank, waiter.seq) < best:
-                best, chosen = (rank, waiter.seq), waiter
-        if chosen is not None:
-            return chosen, now
-        return None, soonest
+            best = allowed.get(rank[0])
+            if best is None or (rank, waiter.seq) < best[0]:
+                allowed[rank[0]] = ((rank, waiter.seq), waiter)
+        return allowed, soonest
 
     def _refill(self, now: float) -> None:
         if self._refilled_at is not None:
@@ -319,7 +335,7 @@ class Budgets:
         if budget is None:
             if len(self._held) >= self._sweep_at:
                 self.sweep()
-            budget = Budget(spec, self._clock, self._hold)
+            budget = self._make(spec)
             self._live[spec.key] = budget
         elif budget.spec != spec:
             log.debug("budget %s already exists as %s; ignoring %s", spec.key, budget.spec, spec)
@@ -334,6 +350,9 @@ class Budgets:
                 del self._held[key]
         self._sweep_at = max(SWEEP_FLOOR, 2 * len(self._held))
         return len(self._held)
+
+    def _make(self, spec: BudgetSpec) -> Budget:
+        return Budget(spec, self._clock, self._hold)
 
     def all(self) -> list[Budget]:
         return list(self._live.values())
