@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.operations import add_operations_routes
 from bot.core import Core
 from bot.errors import BotError
 from bot.settings import Settings
@@ -40,7 +41,7 @@ async def serve(settings: Settings) -> None:
         enabled = await _wire(app, settings, core, tasks, stopping)
         # Renews this process's answers in flight; ends those a dead process left behind.
         core.journal.start()
-        app.router.add_get("/healthz", _healthz(enabled))
+        add_operations_routes(app, core, enabled)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await _listen(runner, settings)
@@ -87,7 +88,7 @@ async def _wire(
         # are never served on HTTP unsigned).
         add_slack_routes(app, slack_app)
         if settings.slack_app_token is not None:
-            background("slack (socket mode)", run_socket_mode(settings, slack_app))
+            background("slack (socket mode)", run_socket_mode(settings, slack_app, core.readiness))
         else:
             enabled.append("slack (http)")
     if settings.discord_enabled:
@@ -113,13 +114,6 @@ async def _listen(runner: web.AppRunner, settings: Settings) -> None:
                 f"{where} is already in use; set PORT to another port or stop the other process"
             ) from None
         raise BotError(f"cannot listen on {where}: {error.strerror or error}") from None
-
-
-def _healthz(enabled: list[str]) -> Any:
-    async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "adapters": enabled})
-
-    return healthz
 
 
 async def _until_stopped(tasks: list[asyncio.Task[None]]) -> None:

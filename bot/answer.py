@@ -11,6 +11,7 @@ declines otherwise; either way it says how to set a key.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -20,6 +21,7 @@ from bot.citations import Source
 from bot.errors import InputError, InvalidApiKey, ModelError
 from bot.keys import KeyPolicy
 from bot.llm import LLM, Message
+from bot.metrics import Metrics
 from bot.settings import Settings
 from bot.store import Store
 
@@ -111,8 +113,10 @@ class Answerer:
         *,
         llm: LLM | None = None,
         rewrite_follow_ups: bool = True,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics or Metrics()
         self._knowledge = knowledge
         self._keys = KeyPolicy(settings, store)
         self._own_llm = llm is None
@@ -147,9 +151,10 @@ class Answerer:
             list(history)[-self._settings.history_turns :] if self._settings.history_turns else []
         )
         query = await self._standalone(question, turns, key)
-        found = await self._knowledge.retrieve(
-            query, api_key=keys.embed, top_k=self._settings.retrieval_top_k
-        )
+        with self._metrics.retrieval_seconds.time():
+            found = await self._knowledge.retrieve(
+                query, api_key=keys.embed, top_k=self._settings.retrieval_top_k
+            )
         passages = list(found.passages)
         sources = [
             Source(n, p.path, p.heading, prompts.clip(p.text, EXCERPT_CHARS), p.score)
@@ -178,11 +183,21 @@ class Answerer:
         """The model's answer from the passages, then the sources it cited."""
         messages = self._prompt(question, turns, sources, [p.text for p in passages])
         written: list[str] = []
-        async for delta in self._llm.stream(
-            messages, api_key=key, max_tokens=self._settings.answer_max_tokens
-        ):
-            written.append(delta)
-            yield delta
+        metrics = self._metrics
+        started = time.perf_counter()
+        try:
+            async for delta in self._llm.stream(
+                messages, api_key=key, max_tokens=self._settings.answer_max_tokens
+            ):
+                if not written:
+                    metrics.model_first_token.observe(time.perf_counter() - started)
+                written.append(delta)
+                yield delta
+        except ModelError as error:
+            metrics.model_failed(error)
+            raise
+        finally:
+            metrics.model_seconds.labels("answer").observe(time.perf_counter() - started)
         cited = prompts.cited_numbers("".join(written))
         used = [source for source in sources if source.number in cited]
         if not used:
@@ -230,10 +245,13 @@ class Answerer:
             _message("user", prompts.condense_request([(t.role, t.text) for t in turns], question)),
         ]
         try:
-            condensed = await self._llm.complete(messages, api_key=key)
-        except InvalidApiKey:
+            with self._metrics.model_seconds.labels("condense").time():
+                condensed = await self._llm.complete(messages, api_key=key)
+        except InvalidApiKey as error:
+            self._metrics.model_failed(error)
             raise  # the answer itself would fail the same way; say so now
         except ModelError as error:
+            self._metrics.model_failed(error)
             log.warning("condensing a follow-up failed (%s); using the raw question", error.detail)
             return fallback
         condensed = condensed.strip().strip('"“”').strip()

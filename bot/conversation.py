@@ -17,6 +17,7 @@ from bot.citations import Source
 from bot.errors import ANSWER_CRASHED, BotError
 from bot.journal import Address, AnswerJournal
 from bot.limits import QuestionLimits, Refusal
+from bot.metrics import Metrics, platform_of
 from bot.settings import Settings
 from bot.store import Status, Store, StoredMessage
 from bot.streaming.editor import Editor
@@ -43,8 +44,10 @@ class Conversations:
         editor: Editor,
         journal: AnswerJournal | None = None,
         limits: QuestionLimits | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics or Metrics()
         self._limits = limits or QuestionLimits(settings)
         self._store = store
         self._answerer = answerer
@@ -93,14 +96,20 @@ class Conversations:
         restart (`AnswerJournal.mend_with`); without it, an answer cut off by a crash is still
         stored as failed, but its message can't be ended.
         """
+        asked = self._editor.clock.monotonic()
         if event_id is not None and not await self._store.claim_event(event_id):
             log.info("event %s already handled; not answering twice", event_id)
             return None
+        platform = platform_of(thread_key)
+        surface = self._metrics.count(surface, platform)
         journal: int | None = None
+        outcome = "failed"  # unless the answer says otherwise
+        self._metrics.in_progress.labels(platform).inc()
         try:
             # Before retrieval and any model call; a redelivery was refused above, uncounted.
             refusal = await self._limits.admit(workspace, author)
             if refusal is not None:
+                outcome = "refused"
                 return await self._refuse(surface, workspace, author, refusal)
             journal = await self._journal.begin(
                 thread_key=thread_key,
@@ -112,8 +121,17 @@ class Conversations:
             )
             if address is not None:
                 surface = self._journal.watch(surface, journal)
-            return await self._reply(surface, thread_key, workspace, question, author, journal)
+            reply = await self._reply(
+                surface, thread_key, workspace, question, author, journal, since=asked
+            )
+            outcome = reply.status
+            return reply
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
         finally:
+            self._metrics.in_progress.labels(platform).dec()
+            self._metrics.answers.labels(platform, outcome).inc()
             # The end state is shown (or the task was cancelled past saving): nothing to mend.
             if journal is not None:
                 await asyncio.shield(self._journal.end(journal))
@@ -148,7 +166,10 @@ class Conversations:
         question: str,
         author: str | None,
         journal: int,
+        *,
+        since: float,
     ) -> Reply:
+        """The answer, streamed and stored; `since`: when the question came (editor clock)."""
         stream = self._editor.stream(surface)
         await stream.start()
         sources: list[Source] = []
@@ -188,9 +209,14 @@ class Conversations:
             await stream.finish(surface.footer(sources), Final(answer_id, tuple(sources)))
         elif status == "cancelled":
             await asyncio.shield(stream.cancel())
-            raise asyncio.CancelledError
         else:
             await stream.fail(warning or ANSWER_CRASHED)
+        first_text = stream.timings.first_text
+        if first_text is not None:
+            platform = platform_of(thread_key)
+            self._metrics.first_text.labels(platform).observe(max(0.0, first_text - since))
+        if status == "cancelled":
+            raise asyncio.CancelledError
         return Reply(answer_id=answer_id, status=status, text=answer_text)
 
     async def _history(self, thread_key: str) -> list[Turn]:

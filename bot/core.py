@@ -1,7 +1,8 @@
 """The assembled core that `bot run` hands to every adapter: settings, store, knowledge, answers.
 
 Built once at start from `Settings`; adapters receive it as an argument and use only
-`conversations` (answering), `keys` (/setkey) and `store` (feedback, follow-up checks).
+`conversations` (answering), `keys` (/setkey) and `store` (feedback, follow-up checks), and for
+the operator's endpoints `metrics` and `readiness` (adapters add their connections' checks).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from bot.keys import KeyAdmin
 from bot.knowledge import Knowledge
 from bot.limits import QuestionLimits
 from bot.logs import register_secret
+from bot.metrics import Metrics
 from bot.private_files import private_database
+from bot.readiness import Check, Readiness
 from bot.retention import Pruner
 from bot.settings import Settings
 from bot.shared import Shared, connect
@@ -40,6 +43,8 @@ class Core:
     keys: KeyAdmin
     pruner: Pruner
     shared: Shared | None  # Redis, when REDIS_URL shares budgets and limits with replicas
+    metrics: Metrics
+    readiness: Readiness
 
     @classmethod
     async def open(cls, settings: Settings) -> Core:
@@ -51,13 +56,15 @@ class Core:
                 await shared.close()
             raise
         knowledge = Knowledge(settings)
+        metrics = Metrics()
         editor = Editor()
         limits = QuestionLimits(settings)
         if shared is not None:
             # Before anything holds the registry: every budget and limit is then shared.
             editor.budgets = SharedBudgets(editor.clock, shared)
             limits = QuestionLimits(settings, SharedCounter(shared))
-        answerer = Answerer(settings, knowledge, store)
+        editor.budgets.on_wait = metrics.budget_waited
+        answerer = Answerer(settings, knowledge, store, metrics=metrics)
         journal = AnswerJournal(store)
         pruner = Pruner(settings, store)
         pruner.start()  # old threads, event claims and reply links go now and every interval
@@ -68,11 +75,19 @@ class Core:
             answerer=answerer,
             editor=editor,
             journal=journal,
-            conversations=Conversations(settings, store, answerer, editor, journal, limits=limits),
+            conversations=Conversations(
+                settings, store, answerer, editor, journal, limits=limits, metrics=metrics
+            ),
             keys=KeyAdmin(settings, store),
             pruner=pruner,
             shared=shared,
+            metrics=metrics,
+            readiness=core_readiness(store, knowledge),
         )
+
+    async def ready(self) -> list[Check]:
+        """Every readiness check: the core's (database, index) and those adapters added."""
+        return await self.readiness.check()
 
     async def close(self) -> None:
         # Adapters have stopped taking questions; answers still streaming end as cancelled.
@@ -96,6 +111,21 @@ async def open_store(settings: Settings, vault: Vault | None = None) -> Store:
         return await Store.open_postgres(url, vault)
     private_database(settings.database_path)
     return await Store.open(settings.database_path, vault)
+
+
+def core_readiness(store: Store, knowledge: Knowledge) -> Readiness:
+    """The core's own checks; a part that needs one more (a Redis ping) adds it here."""
+    readiness = Readiness()
+
+    async def database() -> None:
+        await store.ping()
+
+    async def index() -> str | None:
+        return None if knowledge.loaded else "not loaded yet"
+
+    readiness.add("database", database)
+    readiness.add("index", index)
+    return readiness
 
 
 def database_address(settings: Settings) -> str:

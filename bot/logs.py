@@ -7,6 +7,10 @@ tokens of the usual providers) in every record's message, traceback and stack. A
 out of what they log; this is the second line of defence for a key that reaches a log line by
 accident (a library's debug dump, an exception text).
 
+With LOG_FORMAT=json each record is one JSON object on one line (`JsonLogFormatter`): time,
+level, logger, message, the exception's traceback if any, and the record's extra fields, every
+one of them redacted the same way before it is serialised.
+
 Two adapter filters stay outside it because they do a different job: they remove *structure* from
 a platform library's DEBUG dumps (a Discord modal's values, Slack's request payloads) where a key
 typed into /setkey appears before it is validated and registered, and may have any shape.
@@ -18,8 +22,11 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from datetime import datetime
+from typing import Any
 
 from pydantic import SecretStr
+from pythonjsonlogger.json import JsonFormatter
 
 from bot.settings import Settings
 
@@ -135,10 +142,47 @@ def settings_secrets(settings: Settings) -> list[str]:
     return [v.get_secret_value() for v in values if isinstance(v, SecretStr)]
 
 
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# The JSON object's keys, in order; the record's extra fields follow under their own names.
+JSON_FIELDS = "{levelname}{name}{message}"
+JSON_NAMES = {"levelname": "level", "name": "logger", "exc_info": "exception"}
+
+
+class JsonLogFormatter(JsonFormatter):
+    """One JSON object per record (python-json-logger), each value redacted: the filter has
+    already masked the message and traceback, but extra fields reach the output only here,
+    and a value that is no JSON scalar is written as its redacted str()."""
+
+    def __init__(self, registry: SecretRegistry = known_secrets) -> None:
+        super().__init__(JSON_FIELDS, style="{", rename_fields=JSON_NAMES, timestamp="time")
+        self._registry = registry
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        time = log_data.pop("time", None)  # added last by the library; shown first
+        safe = {key: self._safe(value) for key, value in log_data.items()}
+        return {"time": time.isoformat() if isinstance(time, datetime) else time, **safe}
+
+    def _safe(self, value: object) -> object:
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, dict):
+            return {str(k): self._safe(v) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self._safe(item) for item in value]
+        return self._registry.redact(value if isinstance(value, str) else str(value))
+
+
+def formatter(log_format: str) -> logging.Formatter:
+    """The formatter LOG_FORMAT names: text (one readable line) or json."""
+    return JsonLogFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+
+
 def configure_logging(settings: Settings) -> None:
     register_secret(*settings_secrets(settings))
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(formatter(settings.log_format))
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -190,6 +190,12 @@ class Settings(BaseSettings):
     prune_interval: float = Field(default=3600.0, gt=0)
 
     log_level: str = "INFO"
+    # text: one readable line per event; json: one JSON object per line (bot/logs.py), for a
+    # log collector that indexes fields.
+    log_format: Literal["text", "json"] = "text"
+    # GET /metrics (Prometheus' text format) on the one HTTP server. Off: a 404, for a server
+    # whose port is public and where the operator would rather not firewall the path.
+    metrics: bool = True
 
     @field_validator("slack_admin_user_ids", "discord_guild_ids", mode="before")
     @classmethod

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 from pydantic import SecretStr
@@ -50,6 +52,16 @@ SHAPED = {
 @pytest.fixture
 def output() -> Iterator[Output]:
     """The root logger as `bot` configures it, writing into a buffer the test reads."""
+    yield from configured("text")
+
+
+@pytest.fixture
+def json_output() -> Iterator[Output]:
+    """The same with LOG_FORMAT=json."""
+    yield from configured("json")
+
+
+def configured(log_format: Literal["text", "json"]) -> Iterator[Output]:
     root = logging.getLogger()
     levels = {name: logging.getLogger(name).level for name in logging.root.manager.loggerDict}
     level = root.level
@@ -58,6 +70,7 @@ def output() -> Iterator[Output]:
         openai_api_key=SecretStr("fallback-key-value"),
         slack_signing_secret=SecretStr("operator-signing-secret"),
         log_level="DEBUG",
+        log_format=log_format,
     )
     configure_logging(settings)
     (handler,) = root.handlers
@@ -207,3 +220,45 @@ def test_registered_secrets_are_masked_in_any_record(tmp_path: Path, output: Out
     secret = (tmp_path / "secret.key").read_text().strip()
     logging.getLogger("test.logs").info("secret file says %s", secret)
     assert secret not in output()
+
+
+def json_records(text: str) -> list[dict[str, Any]]:
+    """Each line of LOG_FORMAT=json output as the object it must be, one per line."""
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_json_lines_parse_with_their_fields_and_mask_secrets_everywhere(
+    json_output: Output,
+) -> None:
+    log = logging.getLogger("test.logs")
+    log.info("answered in %s", WORKSPACE, extra={"platform": "discord", "writes": 3})
+    try:
+        raise RuntimeError("the endpoint refused sk-leaked-0123456789 (fallback-key-value)")
+    except RuntimeError:
+        log.exception(
+            "answer crashed",
+            extra={"request": {"headers": {"authorization": "Bearer fallback-key-value"}}},
+        )
+    log.warning("settings", extra={"seen": SecretHolder("operator-signing-secret")})
+    text = json_output()
+    answered, crashed, settings = json_records(text)
+    assert answered["level"] == "INFO" and answered["logger"] == "test.logs"
+    assert answered["message"] == "answered in discord:42"
+    assert answered["platform"] == "discord" and answered["writes"] == 3
+    assert answered["time"].endswith("+00:00")  # ISO 8601, UTC
+    assert crashed["level"] == "ERROR" and crashed["message"] == "answer crashed"
+    assert "Traceback" in crashed["exception"] and "RuntimeError" in crashed["exception"]
+    assert crashed["request"] == {"headers": {"authorization": f"Bearer {REDACTED}"}}
+    assert settings["seen"] == f"holding {REDACTED}"
+    for secret in ("sk-leaked-0123456789", "fallback-key-value", "operator-signing-secret"):
+        assert secret not in text
+
+
+class SecretHolder:
+    """An extra field that is no JSON value: written as its str(), which holds a secret."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+
+    def __str__(self) -> str:
+        return f"holding {self.secret}"

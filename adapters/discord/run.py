@@ -111,9 +111,16 @@ async def run_discord(
     install_log_filter()
     loop = asyncio.get_running_loop()
     attempt = 0
+    current: list[discord.Client] = []  # the client of this attempt, for the readiness check
+
+    async def connected() -> str | None:
+        return gateway_problem(current[-1] if current else None)
+
+    core.readiness.add("discord", connected)
     with discord_endpoints(settings):
         while True:
             client = build_discord_client(settings, core, **options)
+            current[:] = [client]
             started = loop.time()
             try:
                 async with client:
@@ -142,6 +149,26 @@ async def run_discord(
                     exc_info=True,
                 )
             await sleep(delay)
+
+
+def gateway_problem(client: discord.Client | None) -> str | None:
+    """None when `client` has had READY on every shard it runs and each one's socket is open;
+    else why not (the shards by number: no guild or user is named)."""
+    if client is None or client.is_closed():
+        return "not connected to the gateway"
+    if not client.is_ready():
+        # Set once READY came on every shard this process runs (discord.py waits for all).
+        return "waiting for the gateway's READY"
+    if isinstance(client, discord.AutoShardedClient):
+        down = sorted(shard_id for shard_id, shard in client.shards.items() if shard.is_closed())
+        if down:
+            return f"gateway connection down on shard {', '.join(map(str, down))}"
+    elif client.ws is None or not client.ws.open:
+        return "gateway connection down"
+    elif client.ws.session_id is None:
+        # A new session after a reconnect that could not resume: READY has yet to come.
+        return "waiting for the gateway's READY"
+    return None
 
 
 async def _close_when(stop: asyncio.Event, client: discord.Client) -> None:

@@ -44,6 +44,7 @@ from bot.settings import Settings
 
 if TYPE_CHECKING:  # types only: importing an adapter loads no index or model
     from bot.core import Core
+    from bot.readiness import Readiness
 
 log = logging.getLogger(__name__)
 
@@ -260,13 +261,24 @@ def _unreadable(raw: bytes, request: web.Request, verifier: SignatureVerifier) -
     return web.Response(status=400, text="malformed request body")
 
 
-async def run_socket_mode(settings: Settings, slack_app: AsyncApp) -> None:
-    """Receive events over Socket Mode until cancelled (needs SLACK_APP_TOKEN)."""
+async def run_socket_mode(
+    settings: Settings, slack_app: AsyncApp, readiness: Readiness | None = None
+) -> None:
+    """Receive events over Socket Mode until cancelled (needs SLACK_APP_TOKEN); `readiness`
+    is told whether the socket is connected (HTTP mode has no connection to check)."""
     if settings.slack_app_token is None:
         raise ValueError("Socket Mode needs SLACK_APP_TOKEN")
     handler = AsyncSocketModeHandler(
         slack_app, settings.slack_app_token.get_secret_value(), logger=sdk_logger()
     )
+    if readiness is not None:
+
+        async def connected() -> str | None:
+            if await handler.client.is_connected():
+                return None
+            return "the Socket Mode connection is down"
+
+        readiness.add("slack", connected)
     try:
         await handler.connect_async()  # type: ignore[no-untyped-call]
         log.info("Slack connected over Socket Mode")

@@ -89,6 +89,11 @@ class Knowledge:
         self._load_lock = asyncio.Lock()
         self._refresh_lock = asyncio.Lock()
 
+    @property
+    def loaded(self) -> bool:
+        """Whether a snapshot of the index is in memory (searches don't wait to load one)."""
+        return self._snapshot is not None
+
     # Searching.
 
     async def retrieve(

@@ -119,6 +119,10 @@ class Database:
                 applied_now.append(file.name)
         return applied_now
 
+    async def ping(self) -> None:
+        """One round trip to the database (on the read path); raises if it can't be made."""
+        await self._read.fetch("SELECT 1")
+
     async def applied_migrations(self) -> list[str]:
         rows = await self._read.fetch("SELECT name FROM schema_migrations ORDER BY name")
         return [str(row[0]) for row in rows]

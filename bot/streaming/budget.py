@@ -72,6 +72,8 @@ class Priority(IntEnum):
 
 # (priority, since): lower sorts first; `since` orders within a class (oldest first).
 Rank = tuple[Priority, float]
+# Told, for each call granted, its budget, its priority then and the seconds it waited.
+WaitObserver = Callable[[BudgetSpec, Priority, float], None]
 
 
 @dataclass(eq=False)
@@ -130,6 +132,7 @@ class Budget:
         self._dispatcher: asyncio.Task[None] | None = None
         self.granted = 0
         self.rate_limited = 0
+        self.on_wait: WaitObserver | None = None  # told how long each granted call waited
 
     @property
     def waiting(self) -> int:
@@ -139,7 +142,10 @@ class Budget:
     async def slot(self, rank: Callable[[], Rank]) -> AsyncIterator[_Call]:
         """Wait for a grant (by `rank`, re-read at grant time), then hold it for one call; call
         `not_made()` on what it yields if no call was made (it then costs nothing)."""
+        asked = self._clock.monotonic()
         call = await self._acquire(rank)
+        if self.on_wait is not None:
+            self.on_wait(self.spec, rank()[0], self._clock.monotonic() - asked)
         try:
             yield call
         finally:
@@ -325,6 +331,7 @@ class Budgets:
         self._held: dict[str, Budget] = {}
         self._live: weakref.WeakValueDictionary[str, Budget] = weakref.WeakValueDictionary()
         self._sweep_at = SWEEP_FLOOR
+        self.on_wait: WaitObserver | None = None  # given to every budget (the metrics set it)
 
     def __len__(self) -> int:
         """Budgets that still exist: held here, or idle but still held by an answer."""
@@ -339,6 +346,7 @@ class Budgets:
             self._live[spec.key] = budget
         elif budget.spec != spec:
             log.debug("budget %s already exists as %s; ignoring %s", spec.key, budget.spec, spec)
+        budget.on_wait = self.on_wait
         self._hold(budget)
         return budget
 

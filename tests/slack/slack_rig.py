@@ -15,6 +15,7 @@ from aiohttp import web
 from pydantic import SecretStr
 from slack_bolt.app.async_app import AsyncApp
 
+from adapters.operations import add_operations_routes
 from adapters.slack.app import add_slack_routes, background, build_slack_app
 from bot.core import Core
 from bot.settings import Settings
@@ -86,11 +87,13 @@ async def open_core(settings: Settings) -> Core:
 
 @asynccontextmanager
 async def running_bot(settings: Settings, fake: FakeSlack) -> AsyncIterator[Bot]:
-    """A bot process: its own core on the settings' database, serving HTTP on a loopback port."""
+    """A bot process: its own core on the settings' database, serving HTTP on a loopback port
+    (Slack's routes and, as `bot run` does, /healthz, /readyz and /metrics)."""
     core = await open_core(settings)
     app = build_slack_app(settings, core)
     web_app = web.Application()
     add_slack_routes(web_app, app)
+    add_operations_routes(web_app, core, ["slack (http)"])
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

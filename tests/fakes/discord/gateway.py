@@ -48,6 +48,8 @@ class Gateway(DiscordState):
         self.resumes = 0
         self.identify_payloads: list[dict[str, Any]] = []
         self.ready = asyncio.Event()
+        # Set to an unset event to keep READY from every session identifying until it is set.
+        self.hold_ready: asyncio.Event | None = None
         self.port = 0
         self.sessions: list[Session] = []
         self.dispatched: list[Sent] = []
@@ -206,6 +208,8 @@ class Gateway(DiscordState):
         }
         if shard is not None:
             ready["shard"] = list(shard)
+        if self.hold_ready is not None:
+            await self.hold_ready.wait()
         await self._send(session, "READY", ready)
         for guild in guilds:
             await self._send(
