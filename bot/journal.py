@@ -65,6 +65,7 @@ class AnswerJournal:
         self._reopen: dict[str | None, Reopen | None] = {None: None}
         self._task: asyncio.Task[None] | None = None
         self._sweeping = asyncio.Lock()
+        self._sweeps: set[asyncio.Task[int]] = set()  # started by mend_with
 
     async def begin(
         self,
@@ -98,7 +99,9 @@ class AnswerJournal:
         """An adapter can reach `platform` again: its dead processes' answers get mended now."""
         self._reopen[platform] = reopen
         if self._task is not None:
-            asyncio.get_running_loop().create_task(self.sweep(), name=f"mend {platform}")
+            sweep = asyncio.get_running_loop().create_task(self.sweep(), name=f"mend {platform}")
+            self._sweeps.add(sweep)
+            sweep.add_done_callback(self._sweeps.discard)
 
     def start(self) -> None:
         """Renew this process's rows and sweep for dead ones, until `close`."""
@@ -106,8 +109,13 @@ class AnswerJournal:
             self._task = asyncio.create_task(self._run(), name="answer journal")
 
     async def close(self) -> None:
+        # A mend under way finishes first: cut between its edit and its stored exchange, the
+        # next process would mend the same answer again.
+        async with self._sweeping:
+            if self._task is not None:
+                self._task.cancel()
+        await asyncio.gather(*self._sweeps, return_exceptions=True)
         if self._task is not None:
-            self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
@@ -240,9 +248,11 @@ class _Watched:
         return message_id
 
     async def edit(self, message_id: str, text: str, *, final: Final | None = None) -> None:
-        await self.inner.edit(message_id, text, final=final)
+        # Noted first: a process killed while the platform takes the edit must not leave the
+        # journal a write behind what people see (mending from it would take text back).
         self.messages = [(m, text if m == message_id else t) for m, t in self.messages]
         await self._note()
+        await self.inner.edit(message_id, text, final=final)
 
     async def _note(self) -> None:
         try:
