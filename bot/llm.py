@@ -2,7 +2,8 @@
 
 Owns the timeouts (an idle timeout between chunks plus an overall cap, so a slow but steady
 stream is never cut), the retries (only before the first byte: a retry mid-stream would repeat
-text), and the one mapping from the endpoint's failures to the typed errors of `bot/errors.py`.
+text; a 429 only when its Retry-After is short, and never sooner than it asks), and the one
+mapping from the endpoint's failures to the typed errors of `bot/errors.py`.
 Error texts are built from status codes and error codes only, never from the response body, so a
 key an endpoint echoes back cannot leak into logs or chat.
 """
@@ -30,6 +31,10 @@ T = TypeVar("T")
 
 CONNECT_TIMEOUT = 10.0  # seconds to open a connection; the idle timeout covers the rest
 RETRY_DELAYS = (0.5, 2.0)  # waits before retrying a refused connection or a 5xx, pre-first-byte
+# A 429 asking for at most this many seconds is waited out and retried (within RETRY_DELAYS'
+# count of retries); a longer wait fails the answer at once with the rate-limit notice, rather
+# than leaving the person looking at a placeholder.
+MAX_RETRY_AFTER = 10.0
 KEY_CHECK_TIMEOUT = 20.0  # GET /models when an admin sets a key
 CLIENT_CACHE_SIZE = 64  # clients kept (one per workspace key) to reuse their connections
 
@@ -150,11 +155,14 @@ class LLM:
                         max_completion_tokens=limit,
                     )
                 )
-            except (openai.APIConnectionError, openai.InternalServerError) as error:
-                transient = not isinstance(error, openai.APITimeoutError)
-                if not transient or attempt == len(self._retry_delays):
+            except (
+                openai.APIConnectionError,
+                openai.InternalServerError,
+                openai.RateLimitError,
+            ) as error:
+                delay = self._retry_delay(error, attempt)
+                if delay is None:
                     raise typed_error(error, model) from None
-                delay = self._retry_delays[attempt]
                 log.warning(
                     "model endpoint failed (%s); retrying in %.1fs", _describe(error), delay
                 )
@@ -163,6 +171,19 @@ class LLM:
             except openai.OpenAIError as error:
                 raise typed_error(error, model) from None
         raise AssertionError("unreachable")
+
+    def _retry_delay(self, error: openai.OpenAIError, attempt: int) -> float | None:
+        """Seconds to wait before trying again after `error`, or None to give up now."""
+        if attempt == len(self._retry_delays) or isinstance(error, openai.APITimeoutError):
+            return None
+        delay = self._retry_delays[attempt]
+        if not isinstance(error, openai.RateLimitError):
+            return delay
+        # A quota used up is no rate limit: waiting would not help.
+        asked = retry_after(error.response.headers)
+        if error.code == "insufficient_quota" or asked is None or asked > MAX_RETRY_AFTER:
+            return None
+        return max(asked, delay)
 
 
 async def check_key(settings: Settings, api_key: str) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import socket
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -16,7 +17,7 @@ from bot.errors import (
     ModelUnavailable,
     RateLimited,
 )
-from bot.llm import LLM, Message, check_key
+from bot.llm import LLM, MAX_RETRY_AFTER, Message, check_key
 from bot.settings import Settings
 from tests.fakes.openai import FAKE_KEY, FakeOpenAI
 
@@ -90,13 +91,37 @@ async def test_rejected_key_is_invalid_and_never_quoted(
     assert "401" in str(caught.value)
 
 
-async def test_429_is_rate_limited_with_retry_after_and_not_retried(
+async def test_429_asking_for_a_long_wait_is_rate_limited_at_once(
     llm: LLM, fake_openai: FakeOpenAI
 ) -> None:
-    fake_openai.fail(429, code="rate_limit_exceeded", retry_after=3)
+    fake_openai.fail(429, code="rate_limit_exceeded", retry_after=int(MAX_RETRY_AFTER) + 1)
     with pytest.raises(RateLimited) as caught:
         await collect(llm, [])
-    assert caught.value.retry_after == 3.0
+    assert caught.value.retry_after == MAX_RETRY_AFTER + 1
+    assert len(fake_openai.chat_requests) == 1
+
+
+async def test_429_asking_for_a_short_wait_is_retried_no_sooner_than_asked(
+    llm: LLM, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.fail(429, code="rate_limit_exceeded", retry_after=1)
+    fake_openai.reply("after ", "the wait")
+    seen: list[str] = []
+    started = time.monotonic()
+    await collect(llm, seen)
+    assert seen == ["after ", "the wait"]
+    assert len(fake_openai.chat_requests) == 2
+    assert time.monotonic() - started >= 1.0
+
+
+@pytest.mark.parametrize("retry_after", [None, 1])
+async def test_429_without_a_wait_or_for_a_spent_quota_is_not_retried(
+    llm: LLM, fake_openai: FakeOpenAI, retry_after: int | None
+) -> None:
+    code = "rate_limit_exceeded" if retry_after is None else "insufficient_quota"
+    fake_openai.fail(429, code=code, retry_after=retry_after)
+    with pytest.raises(RateLimited):
+        await collect(llm, [])
     assert len(fake_openai.chat_requests) == 1
 
 
