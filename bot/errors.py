@@ -8,8 +8,9 @@
     │   ├── RateLimited           429: retry_after seconds, when the endpoint said
     │   ├── ModelUnavailable      unknown model, 5xx, connection refused
     │   └── ModelTimeout          no chunk within the idle timeout, or the overall cap passed
-    └── PlatformError             Slack / Discord / web refused a call
-        └── PlatformRateLimited   429 from the platform: retry_after seconds, shared by the budget
+    └── PlatformError             Slack / Discord / web refused a call (this class: for good)
+        ├── PlatformRateLimited   429 from the platform: retry_after seconds, shared by the budget
+        └── PlatformUnavailable   5xx, timeout, dropped connection: the platform may answer later
 
 Adapters catch BotError at their edge, log it, and show `user_message`; messages never contain a
 secret, so they are safe to log and to post.
@@ -85,3 +86,11 @@ class PlatformRateLimited(PlatformError):
     def __init__(self, retry_after: float, detail: str | None = None) -> None:
         super().__init__(detail or f"rate limited; retry after {retry_after:.1f}s")
         self.retry_after = retry_after
+
+
+class PlatformUnavailable(PlatformError):
+    """A call that failed on the platform's side or on the way (HTTP 5xx, Slack's
+    `internal_error`-like codes, a timeout, a dropped connection): the same call may well land
+    later, so the streaming editor retries it with backoff (`bot.streaming.retry`)."""
+
+    user_message = "The chat platform is having trouble right now."

@@ -22,7 +22,7 @@ from discord.http import handle_message_parameters
 from discord.utils import MISSING
 from discord.webhook.async_ import async_context
 
-from bot.errors import PlatformError, PlatformRateLimited
+from bot.errors import PlatformError, PlatformRateLimited, PlatformUnavailable
 from bot.retry_after import retry_after
 from bot.settings import Settings
 from bot.surface import BudgetSpec, Final, LimitedSurface, Limits
@@ -37,10 +37,13 @@ NO_MENTIONS = discord.AllowedMentions.none()  # model output must never ping any
 SUPPRESS_EMBEDS = discord.MessageFlags(suppress_embeds=True)
 FEEDBACK_PATTERN = r"feedback:(?P<direction>up|down):(?P<answer_id>[0-9]+)"
 DEFAULT_RETRY_AFTER = 1.0  # seconds, when a 429 names no wait
+HTTP_SERVER_ERROR = 500
 
-# Set while a surface call runs, so only its 429s surface (startup calls keep discord.py's retry).
-_surfacing_429s: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "discord_surfacing_429s", default=False
+# Set while a surface call runs, so only its 429s and 5xx surface: discord.py would sleep on a
+# 429 and retry a 5xx up to five times, outside the editor's budget; the editor's budget and
+# backoff decide instead. Startup calls keep discord.py's own retries.
+_surfacing: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "discord_surfacing", default=False
 )
 
 # Remembers which conversation a message the bot posted belongs to (reply-chain follow-ups).
@@ -53,16 +56,26 @@ class _Surfaced429(Exception):
         self.retry_after = retry_after
 
 
+class _Surfaced5xx(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+
+
 def rate_limit_trace() -> aiohttp.TraceConfig:
-    """An aiohttp trace that raises on a 429 during a surface call, before discord.py can sleep."""
+    """An aiohttp trace that raises on a 429 or a 5xx during a surface call, before discord.py
+    can sleep or retry."""
 
     async def on_request_end(
         session: aiohttp.ClientSession,
         context: SimpleNamespace,
         params: aiohttp.TraceRequestEndParams,
     ) -> None:
-        if params.response.status == 429 and _surfacing_429s.get():
+        if not _surfacing.get():
+            return
+        if params.response.status == 429:
             raise _Surfaced429(_retry_after(params.response.headers))
+        if params.response.status >= HTTP_SERVER_ERROR:
+            raise _Surfaced5xx(params.response.status)
 
     trace = aiohttp.TraceConfig()
     trace.on_request_end.append(on_request_end)
@@ -78,24 +91,30 @@ def _retry_after(headers: Any) -> float:
 @asynccontextmanager
 async def platform_call(what: str) -> AsyncIterator[None]:
     """Run one Discord call; raise the core's platform errors (never with a token in them)."""
-    token = _surfacing_429s.set(True)
+    token = _surfacing.set(True)
     try:
         yield
     except _Surfaced429 as error:
         raise PlatformRateLimited(error.retry_after) from None
+    except _Surfaced5xx as error:
+        raise PlatformUnavailable(f"Discord failed {what}: {error}") from None
     except discord.RateLimited as error:
         raise PlatformRateLimited(error.retry_after) from None
     except discord.HTTPException as error:
         if error.status == 429:
             raise PlatformRateLimited(_retry_after(error.response.headers)) from None
         # The text may echo a webhook URL with the interaction token: keep status and code only.
-        raise PlatformError(
-            f"Discord refused {what}: HTTP {error.status}, code {error.code}"
-        ) from None
+        detail = f"Discord refused {what}: HTTP {error.status}, code {error.code}"
+        if error.status >= HTTP_SERVER_ERROR:
+            raise PlatformUnavailable(detail) from None
+        raise PlatformError(detail) from None
     except (aiohttp.ClientError, OSError) as error:
-        raise PlatformError(f"Discord unreachable during {what}: {type(error).__name__}") from None
+        # Worth another try: a dropped connection, or a timeout (TimeoutError is an OSError).
+        raise PlatformUnavailable(
+            f"Discord unreachable during {what}: {type(error).__name__}"
+        ) from None
     finally:
-        _surfacing_429s.reset(token)
+        _surfacing.reset(token)
 
 
 class FeedbackButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=FEEDBACK_PATTERN):

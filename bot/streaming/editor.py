@@ -9,6 +9,11 @@ outrank interim edits in every budget, so a saturated budget shows fewer interme
 serves every answer's start and end first, and drops none. Adapters supply only
 `bot.surface.Surface`.
 
+Through a platform outage (`bot.streaming.retry`) an answer keeps trying with backoff, within
+its budgets; if the message that should show the answer's end still can't be edited after the
+retry window, the end is posted as a new message under it, and `delivered` says whether the
+end state landed at all.
+
 Tasks: one per answer, never one per edit. The answer's task keeps its writes in order (an
 answer's messages are never written twice at once, and its last write carries `Final`); each
 busy budget adds one dispatcher that decides whose call goes next (see `bot.streaming.budget`).
@@ -19,40 +24,43 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from enum import Enum
 
 from bot.errors import PlatformError, PlatformRateLimited
 from bot.streaming.budget import Budget, Budgets, Priority, Rank
 from bot.streaming.clock import Clock, LoopClock
-from bot.streaming.splitting import Part, close_open, next_prefix, split
+from bot.streaming.layout import (
+    CANCELLED_NOTE,
+    EMPTY_ANSWER,
+    MARKER,
+    PLACEHOLDER,
+    WARNING_SIGN,
+    Ending,
+    Layout,
+)
+from bot.streaming.retry import RETRY_WINDOW, Backoff, transient
 from bot.streaming.timings import Timings
 from bot.surface import Final, Surface
 
+__all__ = [
+    "CANCELLED_NOTE",
+    "EMPTY_ANSWER",
+    "MARKER",
+    "PLACEHOLDER",
+    "WARNING_SIGN",
+    "AnswerStream",
+    "Editor",
+    "Ending",
+]
+
 log = logging.getLogger(__name__)
 
-PLACEHOLDER = "_Thinking…_"
-MARKER = "⏳"  # shown at the end of an answer still being written
-WARNING_SIGN = "⚠️"
-CANCELLED_NOTE = "_Cancelled._"
-EMPTY_ANSWER = "_No answer._"
-SECTION_BREAK = "\n\n"
-# Refusals other than 429 are retried this many times per write, backing off from RETRY_BACKOFF
-# seconds (doubling), then that write is given up and logged.
-MAX_ATTEMPTS = 3
-RETRY_BACKOFF = 1.0
 # 429s honoured per write before giving it up: a platform that never stops refusing must not
 # keep a finished answer waiting forever.
 MAX_RATE_LIMITED = 10
 # Writes given up before the stream stops writing at all (the channel is gone, the token revoked).
+# Refusals are not retried; outages are (see bot.streaming.retry).
 MAX_GIVE_UPS = 3
-RENDER_CACHE = 64  # rendered texts kept per answer
 CLOSE_GRACE = 10.0  # seconds `Editor.close` waits for answers' end states at shutdown
-
-
-class Ending(Enum):
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
 
 
 @dataclass
@@ -72,9 +80,10 @@ class _Write:
 class Editor:
     """One per process: owns the budgets registry every answer's stream draws on."""
 
-    def __init__(self, clock: Clock | None = None) -> None:
+    def __init__(self, clock: Clock | None = None, *, retry_window: float = RETRY_WINDOW) -> None:
         self.clock: Clock = clock or LoopClock()
         self.budgets = Budgets(self.clock)
+        self.retry_window = retry_window  # see bot.streaming.retry
         self._streams: set[AnswerStream] = set()  # those whose task runs
 
     def stream(self, surface: Surface) -> AnswerStream:
@@ -109,22 +118,20 @@ class AnswerStream:
         self._edit_budget: Budget = editor.budgets.get(surface.edit_budget)
         self._post_budget: Budget = editor.budgets.get(surface.post_budget)
         self._chunks: list[str] = []
-        self._frozen: list[Part] = []  # parts whose messages will not change until the end
-        self._frozen_rendered: list[str] = []
-        self._frozen_length = 0
-        self._messages: list[_Message] = []
+        self._messages: list[_Message] = []  # the messages the layout writes into
+        self._posted: list[str] = []  # every message id, those left behind by an outage too
         self._ending: tuple[Ending, str, Final] | None = None
-        self._final_delivered = False
+        self._final_delivered = False  # the final write landed or was given up
+        self._final_landed = False
         self._dead = False
+        self._backoff = Backoff(self._clock, editor.retry_window)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._urgent_since = 0.0
         self._last_visible = 0.0
         self._text_shown = False
         self._owing = False  # counted among the edit budget's owed finals
-        # Layout runs before and after each wait for the budget, and fitting renders too:
-        # rendering (Slack: a markdown parse) is the editor's main cost, so it is memoized.
-        self._rendered: dict[tuple[str, bool], str] = {}
+        self._layout = Layout(surface)
         self.timings = Timings()
 
     # The API the conversation calls.
@@ -139,7 +146,13 @@ class AnswerStream:
     @property
     def messages(self) -> list[str]:
         """Ids of the messages posted so far, in order."""
-        return [m.id for m in self._messages]
+        return list(self._posted)
+
+    @property
+    def delivered(self) -> bool:
+        """Whether the answer's end state landed: once `finish`, `fail` or `cancel` returns,
+        False means the platform never took it and people see less than the answer."""
+        return self._final_landed
 
     async def start(self) -> None:
         """Queue the placeholder at the top priority of the post budget and return at once.
@@ -165,7 +178,8 @@ class AnswerStream:
         self._wake.set()
 
     async def finish(self, footer_markdown: str, final: Final) -> None:
-        """Done: marker removed, `footer_markdown` appended; returns once delivered."""
+        """Done: marker removed, `footer_markdown` appended; returns once delivered or given
+        up (`delivered` says which)."""
         await self._end(Ending.DONE, footer_markdown, final)
 
     async def fail(self, warning: str) -> None:
@@ -229,9 +243,9 @@ class AnswerStream:
 
     async def _deliver(self, posting: bool) -> None:
         budget = self._post_budget if posting else self._edit_budget
-        refusals = rate_limited = 0
+        rate_limited = 0
         while True:
-            retry_in = 0.0
+            retry_in: float | None = 0.0
             async with budget.slot(self._rank) as grant:
                 # Laid out only now, so this one call carries everything that arrived meanwhile.
                 write = self._next_write()
@@ -242,23 +256,28 @@ class AnswerStream:
                     return
                 try:
                     await self._call(write)
+                    self._backoff.landed()
                     return
                 except PlatformRateLimited as error:
                     budget.pause(error.retry_after)
                     rate_limited += 1
                     if rate_limited > MAX_RATE_LIMITED:
-                        self._give_up(write, error)
+                        self._cannot_land(write, error)
                         return
                 except Exception as error:
-                    # Adapters raise PlatformError; anything else is their bug, treated alike
-                    # so the answer still ends visibly.
                     if not isinstance(error, PlatformError):
+                        # An adapter's bug; retried, as it is most often an unmapped outage.
                         log.exception("surface call failed unexpectedly")
-                    refusals += 1
-                    if refusals >= MAX_ATTEMPTS:
-                        self._give_up(write, error)
+                    retry_in = (
+                        self._backoff.failed(ending=self._ending is not None)
+                        if transient(error)
+                        else None
+                    )
+                    if retry_in is None:
+                        self._cannot_land(write, error)
                         return
-                    retry_in = RETRY_BACKOFF * 2 ** (refusals - 1)
+                    self.timings.retried += 1
+                    log.info("%s; trying again in %.1fs", _detail(error), retry_in)
             if retry_in:
                 await self._clock.sleep(retry_in)
 
@@ -267,6 +286,7 @@ class AnswerStream:
         if write.index >= len(self._messages):
             message_id = await surface.post(write.text, final=write.final)
             self._messages.append(_Message(message_id, write.text))
+            self._posted.append(message_id)
             if self.timings.first_post is None:
                 self.timings.first_post = self._clock.monotonic()
         else:
@@ -279,19 +299,37 @@ class AnswerStream:
             self._text_shown = True
             self.timings.first_text = now
         if write.final is not None:
-            self._final_delivered = True
+            self._final_delivered = self._final_landed = True
             self.timings.final = now
 
+    def _cannot_land(self, write: _Write, error: Exception) -> None:
+        if self._ending is not None and write.index < len(self._messages):
+            # The end can't be written into this message: it and any after it stay as they
+            # are, and what they should show is posted below them (in the same thread).
+            log.warning(
+                "message %d of an answer can't be edited to its end state (%s); posting the "
+                "end as a new message",
+                write.index,
+                _detail(error),
+            )
+            self.timings.reposted += 1
+            del self._messages[write.index :]
+            self._backoff.new_window()
+            return
+        self._give_up(write, error)
+
     def _give_up(self, write: _Write, error: Exception) -> None:
-        detail = error.detail if isinstance(error, PlatformError) else type(error).__name__
+        detail = _detail(error)
         log.warning("giving up a write to message %d of an answer: %s", write.index, detail)
         self.timings.given_up += 1
         self.timings.refused.append(detail)
         if write.index < len(self._messages):
             self._messages[write.index].shown = write.text  # don't retry this content
-        if write.final is not None:
-            self._final_delivered = True
-        if self.timings.given_up >= MAX_GIVE_UPS:
+        if self._ending is not None:
+            # Even a new message can't show the end: nothing more to try.
+            log.error("the end of an answer could not be shown: %s", detail)
+            self._final_delivered = self._dead = True
+        elif self.timings.given_up >= MAX_GIVE_UPS:
             log.error("the platform keeps refusing this answer's writes; stopping its stream")
             self._dead = True
 
@@ -306,7 +344,8 @@ class AnswerStream:
     # Layout: what each message should show now.
 
     def _next_write(self) -> _Write | None:
-        desired, shows_text = self._layout()
+        ending = self._ending[:2] if self._ending is not None else None
+        desired, shows_text = self._layout.desired(self.text, ending)
         if not desired:
             return None
         last = len(desired) - 1
@@ -318,76 +357,6 @@ class AnswerStream:
             return _Write(last, desired[last], final, shows_text)
         return None
 
-    def _layout(self) -> tuple[list[str], bool]:
-        document, interim = self._document()
-        if not document:
-            if self._surface.shows_waiting and self._ending is None:
-                return [], False  # the platform shows the wait; post when there is text
-            return [self._surface.render(PLACEHOLDER)], False
-        tail = document[self._frozen_length :]
-        prefix = next_prefix(self._frozen[-1]) if self._frozen else ""
-        parts = split(tail, self._fits, prefix, self._fits_interim if interim else self._fits)
-        if interim:
-            # The text only grows, so a full message never changes again until the end.
-            for part in parts[:-1]:
-                self._frozen.append(part)
-                self._frozen_rendered.append(self._show(part, marker=False))
-                self._frozen_length += len(part.body)
-            parts = parts[-1:]
-        shown = [
-            self._show(part, marker=interim and i == len(parts) - 1) for i, part in enumerate(parts)
-        ]
-        # A part of nothing but whitespace (the text's trailing blank lines) is not posted.
-        shown = [text for text in shown if text.strip()]
-        if not shown and not self._frozen_rendered:
-            shown = [self._surface.render(EMPTY_ANSWER)]
-        return self._frozen_rendered + shown, True
 
-    def _document(self) -> tuple[str, bool]:
-        """The markdown to show, and whether it is still being written."""
-        text = self.text
-        if self._ending is None:
-            return text, True
-        ending, extra, _ = self._ending
-        if ending is Ending.DONE:
-            note = extra.strip()
-            if not text and not note:
-                return EMPTY_ANSWER, False
-        elif ending is Ending.FAILED:
-            note = f"{WARNING_SIGN} {extra.strip()}"
-        else:
-            note = CANCELLED_NOTE
-        if not note:
-            return text, False
-        if not text.strip():
-            return note, False
-        # Trailing whitespace goes, but never from text a full message already shows.
-        kept = text[: self._frozen_length] + text[self._frozen_length :].rstrip()
-        return kept + SECTION_BREAK + note, False
-
-    def _show(self, part: Part, *, marker: bool) -> str:
-        key = (part.text, marker)
-        shown = self._rendered.get(key)
-        if shown is None:
-            if len(self._rendered) >= RENDER_CACHE:
-                self._rendered.clear()
-            shown = self._rendered[key] = self._render(part, marker=marker)
-        return shown
-
-    def _render(self, part: Part, *, marker: bool) -> str:
-        # Trailing blank lines show nothing, and an edit that only adds them would be wasted.
-        markdown = close_open(part.text).rstrip()
-        if marker:
-            last_line = markdown.rsplit("\n", 1)[-1]
-            # A closing fence must stand alone on its line.
-            gap = "\n" if last_line.lstrip().startswith(("```", "~~~")) else " "
-            markdown = f"{markdown}{gap}{MARKER}" if markdown else MARKER
-        return self._surface.render(markdown)
-
-    def _fits(self, part: Part) -> bool:
-        surface = self._surface
-        return surface.measure(self._show(part, marker=False)) <= surface.max_size
-
-    def _fits_interim(self, part: Part) -> bool:
-        surface = self._surface
-        return surface.measure(self._show(part, marker=True)) <= surface.max_size
+def _detail(error: Exception) -> str:
+    return error.detail if isinstance(error, PlatformError) else type(error).__name__

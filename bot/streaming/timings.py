@@ -18,4 +18,6 @@ class Timings:
     final: float | None = None  # the final write landed
     writes: int = 0
     given_up: int = 0
+    retried: int = 0  # tries that failed in an outage and were made again
+    reposted: int = 0  # ends posted as a new message because the last couldn't be edited
     refused: list[str] = field(default_factory=list)

@@ -1,15 +1,21 @@
 """SlackSurface against the fake Web API: thread posts and edits, feedback blocks, and every
-refusal surfacing as the bot's error (429s with their Retry-After, never retried in hiding)."""
+refusal surfacing as the bot's error (429s with their Retry-After, outages as
+`PlatformUnavailable`, neither retried in hiding)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from adapters.slack.listeners import strip_mention
 from adapters.slack.surface import MAX_MESSAGE_BYTES, SECTION_TEXT_LIMIT, SlackSurface
-from bot.errors import PlatformError, PlatformRateLimited
+from adapters.slack.web_api import platform_error
+from bot.errors import PlatformError, PlatformRateLimited, PlatformUnavailable
 from bot.settings import Settings
 from bot.surface import Final
 from tests.fakes.slack import FakeSlack
@@ -97,6 +103,54 @@ async def test_other_refusals_become_platform_errors_without_the_token(
     assert not isinstance(too_long.value, PlatformRateLimited)
     assert "msg_too_long" in str(too_long.value)
     assert fake_slack.teams["T1"].token not in str(too_long.value)
+
+
+async def test_an_outage_is_platform_unavailable_and_a_refusal_is_not(
+    fake_slack: FakeSlack, surface: SlackSurface
+) -> None:
+    ts = await surface.post("short")
+    fake_slack.outage("chat.update", 60.0)
+    with pytest.raises(PlatformUnavailable) as down:
+        await surface.edit(ts, "during the outage")
+    assert "HTTP 500" in str(down.value)
+    assert fake_slack.count("chat.update") == 1  # not retried in hiding either
+    with pytest.raises(PlatformError) as refused:
+        await surface.post("x" * (fake_slack.max_text + 1))
+    assert not isinstance(refused.value, PlatformUnavailable)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "unavailable"),
+    [
+        (200, {"ok": False, "error": "fatal_error"}, True),
+        (200, {"ok": False, "error": "service_unavailable"}, True),
+        (503, {}, True),  # a proxy's page, no JSON
+        (200, {"ok": False, "error": "channel_not_found"}, False),
+        (200, {"ok": False, "error": "invalid_auth"}, False),
+    ],
+)
+def test_which_slack_failures_are_outages(
+    status: int, body: dict[str, object], unavailable: bool
+) -> None:
+    response = AsyncSlackResponse(
+        client=None,
+        http_verb="POST",
+        api_url="https://slack.invalid/api/chat.update",
+        req_args={},
+        data=body,
+        headers={},
+        status_code=status,
+    )
+    error = platform_error("chat.update", SlackApiError("failed", response))
+    assert isinstance(error, PlatformUnavailable) is unavailable
+
+
+def test_a_failure_without_a_slack_response_is_still_mapped() -> None:
+    # slack_sdk hands over aiohttp's own response when a JSON body does not parse.
+    raw = SimpleNamespace(status=502, headers={})
+    error = platform_error("chat.update", SlackApiError("failed", raw))
+    assert isinstance(error, PlatformUnavailable)
+    assert "HTTP 502" in str(error)
 
 
 def test_budgets_measure_and_render(surface: SlackSurface) -> None:

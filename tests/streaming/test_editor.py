@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from adapters.slack.mrkdwn import to_mrkdwn
-from bot.errors import PlatformError, PlatformRateLimited
+from bot.errors import PlatformError, PlatformRateLimited, PlatformUnavailable
 from bot.streaming.clock import VirtualClock
 from bot.streaming.editor import CANCELLED_NOTE, MARKER, PLACEHOLDER, AnswerStream, Editor
 from bot.streaming.splitting import open_fence
@@ -346,7 +346,7 @@ def test_a_platform_that_keeps_refusing_cannot_hang_the_answer() -> None:
 
 
 def test_an_edit_refused_a_few_times_is_retried_and_lands() -> None:
-    refusals = iter([PlatformError("internal_error"), PlatformError("internal_error")])
+    refusals = iter([PlatformUnavailable("internal_error"), PlatformUnavailable("internal_error")])
 
     def refuse(call: Call) -> Exception | None:
         return next(refusals, None) if call.final is not None else None

@@ -2,11 +2,12 @@
 
 It keeps message state per channel (text, blocks, thread, edit history), enforces the limits the
 bot must live with (chat.update per workspace, chat.postMessage per channel: 429 + Retry-After;
-msg_too_long; section blocks past 3,000 characters), knows which token belongs to which
-workspace, and checks every call against Slack's published specs (tests/specs): the method
-exists, its required arguments are present, no unknown argument is sent. Anything wrong is kept
-in `violations`, which every test asserts empty. It also signs Events API, slash-command and
-interactivity requests the way Slack does and posts them to the bot, and it serves Socket Mode.
+msg_too_long; section blocks past 3,000 characters), fails a method with HTTP 500 for a while
+when a test asks (`outage`), knows which token belongs to which workspace, and checks every
+call against Slack's published specs (tests/specs): the method exists, its required arguments
+are present, no unknown argument is sent. Anything wrong is kept in `violations`, which every
+test asserts empty. It also signs Events API, slash-command and interactivity requests the way
+Slack does and posts them to the bot, and it serves Socket Mode.
 
     server.py   FakeSlack: the aiohttp app, /api/{method}, response URLs, Socket Mode
     web_api.py  the Web API methods it serves, from the state

@@ -30,7 +30,8 @@ class WebApi(ViewsApi):
     """Slack's Web API over the state; `update_limit` and `post_limit` are (calls, seconds).
 
     `check_spec=False` skips checking each call's arguments against the spec (the methods known
-    still come from it)."""
+    still come from it); `outage(method, seconds)` makes a method fail on Slack's side for a
+    while."""
 
     def __init__(
         self,
@@ -46,6 +47,12 @@ class WebApi(ViewsApi):
         self._updates = Window(*update_limit)
         self._posts = Window(*post_limit)
         self._known, self._required = load_spec()
+        self._outages: dict[str, tuple[float, int]] = {}  # method -> (until, HTTP status)
+
+    def outage(self, method: str, seconds: float, *, status: int = 500) -> None:
+        """From now on, for `seconds`, `method` answers HTTP `status` with Slack's
+        `internal_error` and does nothing (not counted against its rate limit either)."""
+        self._outages[method] = (time.monotonic() + seconds, status)
 
     @property
     def early_calls(self) -> list[str]:
@@ -62,6 +69,9 @@ class WebApi(ViewsApi):
         self, method: str, args: dict[str, Any], team: Team | None, request: web.Request
     ) -> Answer:
         self._check(method, args, team)
+        until, status = self._outages.get(method, (0.0, 0))
+        if time.monotonic() < until:
+            return status, {"ok": False, "error": "internal_error"}, {}
         if method not in self._known:
             return 200, {"ok": False, "error": "unknown_method"}, {}
         if method == "oauth.v2.access":
