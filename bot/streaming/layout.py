@@ -12,13 +12,16 @@ from __future__ import annotations
 
 from enum import Enum
 
+from bot.errors import INTERRUPTED
 from bot.streaming.splitting import Part, close_open, next_prefix, split
 from bot.surface import Surface
 
 PLACEHOLDER = "_Thinking…_"
 MARKER = "⏳"  # shown at the end of an answer still being written
 WARNING_SIGN = "⚠️"
-CANCELLED_NOTE = "_Cancelled._"
+# An answer is cancelled only when the bot stops (after SHUTDOWN_GRACE_SECONDS): the same words a
+# crashed process's answer gets from the journal at the next start.
+CANCELLED_NOTE = f"{WARNING_SIGN} {INTERRUPTED}"
 EMPTY_ANSWER = "_No answer._"
 SECTION_BREAK = "\n\n"
 RENDER_CACHE = 64  # rendered texts kept per answer
