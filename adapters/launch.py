@@ -35,8 +35,7 @@ async def serve(settings: Settings) -> None:
     tasks: list[asyncio.Task[None]] = []
     stopping = asyncio.Event()  # set at shutdown: adapters that drain gracefully watch it
     try:
-        report = await core.knowledge.refresh()
-        log.info("knowledge: %s", report)
+        log.info("knowledge: %s", await core.knowledge.refresh_at_start())
         app = web.Application()
         enabled = await _wire(app, settings, core, tasks, stopping)
         # Renews this process's answers in flight; ends those a dead process left behind.

@@ -173,7 +173,7 @@ async def _ask(settings: Settings, question: str, history: list[Turn], thread: s
     sources: list[Source] = []
     thread_key = f"cli:{thread}" if thread else None
     try:
-        await knowledge.refresh()
+        await knowledge.refresh_at_start()
         if thread_key is not None:
             stored = await store.thread_messages(thread_key, limit=settings.history_turns)
             history = [Turn(role=m.role, text=m.text) for m in stored if m.text]

@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     # local: a model shipped inside a package embeds on this machine's CPU (no key, no endpoint);
     # openai: EMBED_MODEL at OPENAI_BASE_URL, with OPENAI_API_KEY for the documents.
     embed_provider: Literal["local", "openai"] = "local"
+    # With DATABASE_URL, how keyword search runs (bot/knowledge/index.py): bm25: BM25 in each
+    # replica's memory, rebuilt from the shared chunks when a new index is published; fulltext:
+    # PostgreSQL's full-text search, nothing in memory (`python -m bench.knowledge_keywords`).
+    keyword_search: Literal["bm25", "fulltext"] = "bm25"
     secret_key: SecretStr | None = None
 
     # The one HTTP server.

@@ -1,5 +1,6 @@
 """What the bot knows: documents in KNOWLEDGE_DIR cut into passages (`chunking`), kept on disk
-(`files`), refreshed incrementally (`refresh`), searched by keywords (`keywords`) and meaning
+(`files`) or, with DATABASE_URL, in PostgreSQL for every replica (`postgres`; `storage` is what
+both offer), refreshed incrementally (`refresh`), searched by keywords (`keywords`) and meaning
 (`embeddings`, `vectors`), ranked (`search`); `index.Knowledge` is the whole.
 """
 

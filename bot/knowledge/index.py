@@ -1,5 +1,6 @@
-"""The knowledge index: what the bot knows from KNOWLEDGE_DIR, kept under DATA_DIR/index, and the
-hybrid search that finds the passages an answer cites.
+"""The knowledge index: what the bot knows from KNOWLEDGE_DIR, kept under DATA_DIR/index (or, with
+DATABASE_URL, in PostgreSQL, shared by replicas), and the hybrid search that finds the passages an
+answer cites.
 
 Keyword search (BM25) and dense search (a local embedding model by default, or an endpoint's)
 both run for every question; `bot.knowledge.search` ranks their candidates together. Nothing is
@@ -11,15 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Hashable
 from dataclasses import dataclass, replace
 
 from bot.knowledge.chunking import Chunk
 from bot.knowledge.embeddings import Embedder, PassageVectors, describe, make_embedder
 from bot.knowledge.files import IndexFiles
-from bot.knowledge.keywords import KeywordIndex
+from bot.knowledge.keywords import KeywordIndex, Keywords
 from bot.knowledge.parsing import Parse
+from bot.knowledge.postgres import SharedStorage
 from bot.knowledge.refresh import Progress, Refresher, RefreshReport
 from bot.knowledge.search import DEFAULT_METHOD, Evidence, Method, rank
+from bot.knowledge.storage import LocalStorage, Storage
 from bot.knowledge.vectors import DenseResult, VectorIndex
 from bot.settings import Settings
 
@@ -63,15 +68,15 @@ class _Snapshot:
     """One consistent view of the index, swapped whole so searches never see a half refresh."""
 
     chunks: dict[str, Chunk]
-    keywords: KeywordIndex | None
+    keywords: Keywords | None
     vectors: VectorIndex | None  # None: no vectors in the embedder's space (keyword search only)
-    stamp: tuple[int, int] | None  # the manifest file it was read from (inode, mtime)
+    stamp: Hashable  # what it was read from (the manifest's inode and mtime; the version id)
     keywords_name: str | None  # the saved BM25 index it uses
 
 
 class Knowledge:
-    """The bot's searchable knowledge. Any number of processes may search one DATA_DIR; one
-    refreshes it at a time (`bot ingest`, or the bot at start)."""
+    """The bot's searchable knowledge. Any number of processes may search one DATA_DIR (or one
+    DATABASE_URL); one refreshes it at a time (`bot ingest`, or the bot at start)."""
 
     def __init__(
         self,
@@ -83,9 +88,15 @@ class Knowledge:
         self._settings = settings
         self._parse = parse  # in place of chunk_file, in worker processes: a module-level function
         self._root = settings.data_dir / INDEX_DIRNAME
-        self._files = IndexFiles(self._root)
+        self._files = IndexFiles(self._root)  # DATABASE_URL: only the saved BM25 index, a cache
+        self._storage: Storage = (
+            SharedStorage(settings.database_url.get_secret_value())
+            if settings.database_url is not None
+            else LocalStorage(self._files)
+        )
         self._embedder = embedder or make_embedder(settings)
         self._snapshot: _Snapshot | None = None
+        self._checked = 0.0  # monotonic time the snapshot's stamp was last compared
         self._load_lock = asyncio.Lock()
         self._refresh_lock = asyncio.Lock()
 
@@ -109,7 +120,7 @@ class Knowledge:
         snapshot = await self._current()
         if snapshot.keywords is None or not query.strip():
             return NOTHING
-        keyword_hits = await asyncio.to_thread(snapshot.keywords.search, query)
+        keyword_hits = await snapshot.keywords.find(query)
         dense: DenseResult | None = None
         if snapshot.vectors is not None and method != "keyword":
             try:
@@ -139,16 +150,24 @@ class Knowledge:
         return list(seen)[:limit]
 
     async def _current(self) -> _Snapshot:
-        """The loaded snapshot, reloaded when another process (`bot ingest`) rewrote the index."""
+        """The loaded snapshot, reloaded when another process (`bot ingest`) rewrote the index
+        (asked at most every `check_every` seconds of the storage)."""
         snapshot = self._snapshot
-        if snapshot is not None and snapshot.stamp == self._files.stamp():
+        if snapshot is not None and not await self._stale(snapshot):
             return snapshot
         async with self._load_lock:
-            if self._snapshot is None or self._snapshot.stamp != self._files.stamp():
-                self._snapshot = await asyncio.to_thread(self._load_snapshot)
+            if self._snapshot is None or await self._stale(self._snapshot, recheck=True):
+                self._snapshot = await self._load_snapshot()
                 if not self._snapshot.chunks:
                     log.warning("the knowledge index is empty: run `bot ingest`")
             return self._snapshot
+
+    async def _stale(self, snapshot: _Snapshot, *, recheck: bool = False) -> bool:
+        now = time.monotonic()
+        if not recheck and now - self._checked < self._storage.check_every:
+            return False
+        self._checked = now
+        return snapshot.stamp != await self._storage.stamp()
 
     # Refreshing.
 
@@ -158,46 +177,47 @@ class Knowledge:
 
         `progress(done, total)` is called as files are processed (total: files needing work).
         """
-        async with self._refresh_lock:
-            refresher = Refresher(self._settings, self._files, self._embedder, self._parse)
+        async with self._refresh_lock, self._storage.exclusive():
+            refresher = Refresher(self._settings, self._storage, self._embedder, self._parse)
             report = await refresher.run(progress)
-            self._snapshot = await asyncio.to_thread(self._load_snapshot)
+        async with self._load_lock:
+            self._snapshot = await self._load_snapshot()
             name = self._snapshot.keywords_name
             await asyncio.to_thread(self._files.remove_keyword_indexes, name)
             return replace(report, chunks=len(self._snapshot.chunks))
 
+    async def refresh_at_start(self) -> str:
+        """What `bot run` and `bot ask` do first; a line for the log. A local index is brought
+        in step with KNOWLEDGE_DIR. A shared one (DATABASE_URL) is written by `bot ingest`
+        only: a replica whose folder is missing, older or the bundled guide must not replace
+        what was ingested, so it just loads what is there."""
+        if not isinstance(self._storage, SharedStorage):
+            return str(await self.refresh())
+        snapshot = await self._current()
+        return (
+            f"the shared index in PostgreSQL: {len(snapshot.chunks)} passages "
+            f"({'keyword + dense search' if snapshot.vectors else 'keyword search only'}); "
+            "`bot ingest` updates it"
+        )
+
     # The snapshot searches use.
 
-    def _load_snapshot(self) -> _Snapshot:
-        stamp = self._files.stamp()
-        manifest = self._files.read_manifest()
-        chunks: dict[str, Chunk] = {}
-        parts: list[tuple[list[str], PassageVectors]] = []
-        same_space = manifest.embedding == self._embedder.space
-        for path, entry in manifest.files.items():
-            try:
-                file_chunks = self._files.read_chunks(path, entry)
-            except (OSError, ValueError, KeyError) as exc:
-                log.warning(
-                    "index files of %s unreadable (%s); `bot ingest` rebuilds them", path, exc
-                )
-                continue
-            chunks.update((chunk.id, chunk) for chunk in file_chunks)
-            if entry.vectors and same_space and file_chunks:
-                try:
-                    parts.append(
-                        ([c.id for c in file_chunks], self._files.read_vectors(path, entry))
-                    )
-                except (OSError, ValueError, KeyError) as exc:
-                    # Its passages stay findable by keyword. The file is derived data: without it
-                    # the next refresh embeds the document again (see IndexFiles.intact).
-                    log.warning(
-                        "vectors of %s unreadable (%s); `bot ingest` redoes them", path, exc
-                    )
-                    self._files.vectors_path(path, entry.sha256).unlink(missing_ok=True)
-        keywords, name = self._keywords(list(chunks.values())) if chunks else (None, None)
-        vectors = _vector_index(parts, len(chunks))
-        return _Snapshot(chunks, keywords, vectors, stamp, name)
+    async def _load_snapshot(self) -> _Snapshot:
+        loaded = await self._storage.load(self._embedder.space)
+        chunks = loaded.chunks
+        keywords: Keywords | None = None
+        name: str | None = None
+        if chunks and isinstance(self._storage, SharedStorage) and self._full_text:
+            keywords = self._storage.full_text(loaded.stamp, CANDIDATES)
+        elif chunks:
+            keywords, name = await asyncio.to_thread(self._keywords, list(chunks.values()))
+        vectors = _vector_index(loaded.parts, len(chunks))
+        self._checked = time.monotonic()
+        return _Snapshot(chunks, keywords, vectors, loaded.stamp, name)
+
+    @property
+    def _full_text(self) -> bool:
+        return self._settings.keyword_search == "fulltext"
 
     def _keywords(self, chunks: list[Chunk]) -> tuple[KeywordIndex, str]:
         """The BM25 index of `chunks`: loaded when saved before, else built and saved (building
@@ -215,9 +235,10 @@ class Knowledge:
         return keywords, name
 
     async def close(self) -> None:
-        """Release the embedder's HTTP client, if it has one."""
+        """Release the embedder's HTTP client and the database's connections, if any."""
         async with self._refresh_lock:
             await self._embedder.close()
+            await self._storage.close()
 
 
 def _vector_index(parts: list[tuple[list[str], PassageVectors]], chunks: int) -> VectorIndex | None:

@@ -1,11 +1,13 @@
 """Keyword search over the chunks (BM25, bm25s) and reciprocal rank fusion of rankings.
 
 Synchronous CPU work, run in worker threads by `bot.knowledge.index`, which owns what gets indexed
-and when.
+and when. `Keywords` is what a search asks of keyword search: this in-memory BM25, or PostgreSQL's
+full-text search over the shared index (`bot.knowledge.postgres.FullText`, KEYWORD_SEARCH=fulltext).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -14,6 +16,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import bm25s
 import Stemmer
@@ -39,6 +42,12 @@ logging.getLogger("bm25s").setLevel(logging.WARNING)
 class KeywordHit:
     chunk_id: str
     score: float  # raw BM25: orders one query's hits, means nothing across queries
+
+
+class Keywords(Protocol):
+    async def find(self, query: str) -> list[KeywordHit]:
+        """Passages sharing at least one indexed word with `query`, best first."""
+        ...
 
 
 class KeywordIndex:
@@ -114,6 +123,9 @@ class KeywordIndex:
                     raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    async def find(self, query: str) -> list[KeywordHit]:
+        return await asyncio.to_thread(self.search, query)
 
     def search(self, query: str) -> list[KeywordHit]:
         """Passages sharing at least one indexed word with `query`, best BM25 score first."""

@@ -17,8 +17,9 @@ from pathlib import Path
 from bot.knowledge.chunking import Chunk, chunk_file, file_digest, source_files
 from bot.knowledge.embeddings import Embedder, describe
 from bot.knowledge.embeddings import Passage as EmbedInput
-from bot.knowledge.files import Entry, IndexFiles, Manifest
+from bot.knowledge.files import Entry, Manifest
 from bot.knowledge.parsing import Parse, Parsers, ParseTimeout
+from bot.knowledge.storage import Storage
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -86,17 +87,17 @@ class _Run:
 
 
 class Refresher:
-    """One refresh of the index files under DATA_DIR/index (one at a time: see Knowledge)."""
+    """One refresh of the index in its storage (one at a time: see Knowledge)."""
 
     def __init__(
         self,
         settings: Settings,
-        files: IndexFiles,
+        storage: Storage,
         embedder: Embedder,
         parse: Parse | None = None,
     ) -> None:
         self._settings = settings
-        self._files = files
+        self._storage = storage
         self._embedder = embedder
         self._parse = parse or chunk_file
 
@@ -114,9 +115,9 @@ class Refresher:
             await parsers.close()
 
     async def _refresh(self, progress: Progress | None, parsers: Parsers) -> RefreshReport:
-        manifest = await asyncio.to_thread(self._files.read_manifest)
+        manifest = await self._storage.read_manifest()
         scan = await asyncio.to_thread(self._scan, manifest)
-        intact = await asyncio.to_thread(self._files.intact, manifest)
+        intact = await self._storage.intact(manifest)
         run = self._prepare_vectors(manifest)
         added = [path for path in scan if path not in manifest.files]
         # A file whose chunk file went missing is parsed again, as if it had changed.
@@ -149,7 +150,7 @@ class Refresher:
                 progress(done, len(work))
             if time.monotonic() - checkpointed >= CHECKPOINT_SECONDS:
                 checkpointed = time.monotonic()
-                await asyncio.to_thread(self._files.write_manifest, manifest)
+                await self._storage.checkpoint(manifest)
 
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -160,8 +161,7 @@ class Refresher:
             raise group.exceptions[0] from None
         for path in removed:
             del manifest.files[path]
-        await asyncio.to_thread(self._files.write_manifest, manifest)
-        await asyncio.to_thread(self._files.remove_unlisted, manifest)
+        await self._storage.publish(manifest)
         embedded = all(entry.vectors for entry in manifest.files.values())
         return RefreshReport(
             added=tuple(p for p in added if p not in run.failed),
@@ -202,9 +202,7 @@ class Refresher:
         which leaves its previous version, if any, in the index."""
         try:
             if only_embed:
-                chunks = await asyncio.to_thread(
-                    self._files.read_chunks, path, manifest.files[path]
-                )
+                chunks = await self._storage.read_chunks(path, manifest.files[path])
             else:
                 chunks = await parsers.parse(found.source, path, found.sha256)
         except ParseTimeout as exc:
@@ -217,7 +215,7 @@ class Refresher:
             run.failed.add(path)
             return None
         if not only_embed:  # failing to write the index is not the document's fault: raise
-            await asyncio.to_thread(self._files.write_chunks, path, found.sha256, chunks)
+            await self._storage.write_chunks(path, found.sha256, chunks)
         has_vectors = run.dense
         if run.dense:
             try:
@@ -227,7 +225,7 @@ class Refresher:
                 has_vectors = run.dense = False
                 run.note = f"embedding failed ({describe(exc)}); retried next refresh"
             else:
-                await asyncio.to_thread(self._files.write_vectors, path, found.sha256, vectors)
+                await self._storage.write_vectors(path, found.sha256, self._space, vectors)
         ids = [chunk.id for chunk in chunks]
         return Entry(found.sha256, found.size, found.mtime_ns, ids, has_vectors)
 

@@ -42,6 +42,22 @@ def migration_files(directory: Path | None = None, dialect: Dialect = "sqlite") 
     return sorted(folder.glob("[0-9][0-9][0-9][0-9]_*.sql"))
 
 
+async def apply_migrations(driver: Driver, migrations_dir: Path | None = None) -> list[str]:
+    """`Database.migrate` on a bare driver: for `bot ingest` with DATABASE_URL, which needs the
+    knowledge index's tables but no store (bot/knowledge/postgres.py)."""
+    applied_now: list[str] = []
+    async with driver.transaction() as tx:
+        await driver.prepare_migrations(tx)
+        done = {row[0] for row in await tx.fetch("SELECT name FROM schema_migrations")}
+        for file in migration_files(migrations_dir, driver.dialect):
+            if file.name in done:
+                continue
+            await tx.script(file.read_text())
+            await tx.execute("INSERT INTO schema_migrations (name) VALUES (?)", (file.name,))
+            applied_now.append(file.name)
+    return applied_now
+
+
 def atomic(
     method: Callable[Concatenate[D, P], Coroutine[Any, Any, T]],
 ) -> Callable[Concatenate[D, P], Coroutine[Any, Any, T]]:
@@ -107,17 +123,7 @@ class Database:
     async def migrate(self, migrations_dir: Path | None = None) -> list[str]:
         """Apply the migrations not yet recorded, all in one transaction; returns the names
         applied now. Processes migrating at once apply each file once."""
-        applied_now: list[str] = []
-        async with self._transaction() as tx:
-            await self._driver.prepare_migrations(tx)
-            done = {row[0] for row in await tx.fetch("SELECT name FROM schema_migrations")}
-            for file in migration_files(migrations_dir, self.dialect):
-                if file.name in done:
-                    continue
-                await tx.script(file.read_text())
-                await tx.execute("INSERT INTO schema_migrations (name) VALUES (?)", (file.name,))
-                applied_now.append(file.name)
-        return applied_now
+        return await apply_migrations(self._driver, migrations_dir)
 
     async def ping(self) -> None:
         """One round trip to the database (on the read path); raises if it can't be made."""

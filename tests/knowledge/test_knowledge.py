@@ -133,9 +133,9 @@ async def keyword_paths(knowledge: Knowledge, query: str, top_k: int = 3) -> lis
 
 
 async def test_chunks_keep_their_file_and_heading(
-    tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge]
+    tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge], index_at: dict[str, Any]
 ) -> None:
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, **index_at)
     write(
         settings.knowledge_dir,
         "guides/install.md",
@@ -202,9 +202,12 @@ FORMAT_CASES = [
 
 @pytest.mark.parametrize("case", FORMAT_CASES, ids=[c.name for c in FORMAT_CASES])
 async def test_each_supported_format_is_indexed(
-    tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge], case: FormatCase
+    tmp_path: Path,
+    open_knowledge: Callable[[Settings], Knowledge],
+    case: FormatCase,
+    index_at: dict[str, Any],
 ) -> None:
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, **index_at)
     write(settings.knowledge_dir, case.name, case.content)
     write(settings.knowledge_dir, "other.md", "# Other\n\nSomething unrelated entirely.\n")
     knowledge = open_knowledge(settings)
@@ -256,8 +259,9 @@ async def test_a_second_refresh_processes_nothing(
     tmp_path: Path,
     open_knowledge: Callable[[Settings], Knowledge],
     parse_count: dict[str, int],
+    index_at: dict[str, Any],
 ) -> None:
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, **index_at)
     write(settings.knowledge_dir, "a.md", "# A\n\nalpha text\n")
     write(settings.knowledge_dir, "sub/b.md", "# B\n\nbeta text\n")
     knowledge = open_knowledge(settings)
@@ -275,9 +279,12 @@ async def test_a_second_refresh_processes_nothing(
 
 
 async def test_touching_a_file_without_changing_it_is_not_a_change(
-    tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge], parse_count: dict[str, int]
+    tmp_path: Path,
+    open_knowledge: Callable[[Settings], Knowledge],
+    parse_count: dict[str, int],
+    index_at: dict[str, Any],
 ) -> None:
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, **index_at)
     path = write(settings.knowledge_dir, "a.md", "# A\n\nalpha text\n")
     knowledge = open_knowledge(settings)
     await knowledge.refresh()
@@ -290,9 +297,12 @@ async def test_touching_a_file_without_changing_it_is_not_a_change(
 
 
 async def test_changing_one_file_reprocesses_only_that_file(
-    tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge], parse_count: dict[str, int]
+    tmp_path: Path,
+    open_knowledge: Callable[[Settings], Knowledge],
+    parse_count: dict[str, int],
+    index_at: dict[str, Any],
 ) -> None:
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, **index_at)
     write(settings.knowledge_dir, "a.md", "# A\n\nThe oldword is here.\n")
     write(settings.knowledge_dir, "b.md", "# B\n\nbeta text\n")
     knowledge = open_knowledge(settings)
@@ -310,9 +320,9 @@ async def test_changing_one_file_reprocesses_only_that_file(
 
 
 async def test_deleting_a_file_removes_its_chunks(
-    tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge]
+    tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge], index_at: dict[str, Any]
 ) -> None:
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, **index_at)
     write(settings.knowledge_dir, "keep.md", "# Keep\n\nThe keepword stays.\n")
     gone = write(settings.knowledge_dir, "gone.md", "# Gone\n\nThe goneword and keepword.\n")
     knowledge = open_knowledge(settings)
@@ -326,14 +336,18 @@ async def test_deleting_a_file_removes_its_chunks(
     assert await keyword_paths(knowledge, "goneword") == []
     assert await keyword_paths(knowledge, "keepword") == ["keep.md"]
     assert paths(await knowledge.retrieve("goneword", api_key=None, top_k=10)) == ["keep.md"]
-    index_files = list((settings.data_dir / "index" / "chunks").iterdir())
-    assert len(index_files) == 1  # the deleted file's chunks are gone from disk too
+    if not index_at:
+        index_files = list((settings.data_dir / "index" / "chunks").iterdir())
+        assert len(index_files) == 1  # the deleted file's chunks are gone from disk too
 
 
 async def test_the_index_persists_for_the_next_process(
-    tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge], parse_count: dict[str, int]
+    tmp_path: Path,
+    open_knowledge: Callable[[Settings], Knowledge],
+    parse_count: dict[str, int],
+    index_at: dict[str, Any],
 ) -> None:
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, **index_at)
     write(settings.knowledge_dir, "a.md", "# A\n\nThe persistword is here.\n")
     await open_knowledge(settings).refresh()
 
@@ -348,9 +362,9 @@ async def test_the_index_persists_for_the_next_process(
 
 
 async def test_a_running_bot_sees_what_another_process_ingested(
-    tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge]
+    tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge], index_at: dict[str, Any]
 ) -> None:
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, **index_at)
     write(settings.knowledge_dir, "a.md", "# A\n\nalpha text\n")
     running = open_knowledge(settings)
     await running.refresh()
@@ -620,9 +634,9 @@ async def test_a_damaged_saved_keyword_index_is_rebuilt(
 
 
 async def test_an_empty_knowledge_folder_gives_no_passages(
-    tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge]
+    tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge], index_at: dict[str, Any]
 ) -> None:
-    knowledge = open_knowledge(make_settings(tmp_path))
+    knowledge = open_knowledge(make_settings(tmp_path, **index_at))
 
     report = await knowledge.refresh()
 
@@ -806,9 +820,12 @@ def write_password_corpus(root: Path) -> None:
 
 
 async def test_fusion_promotes_a_passage_keyword_search_misses(
-    tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge], embeddings: FakeEmbeddings
+    tmp_path: Path,
+    open_knowledge: Callable[[Settings], Knowledge],
+    embeddings: FakeEmbeddings,
+    index_at: dict[str, Any],
 ) -> None:
-    settings = dense_settings(tmp_path, embeddings)
+    settings = dense_settings(tmp_path, embeddings, **index_at)
     write_password_corpus(settings.knowledge_dir)
     knowledge = open_knowledge(settings)
     report = await knowledge.refresh()
@@ -929,9 +946,12 @@ async def test_a_document_without_text_does_not_keep_dense_search_off(
 
 
 async def test_a_rejected_operator_key_leaves_keyword_search_and_is_retried(
-    tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge], embeddings: FakeEmbeddings
+    tmp_path: Path,
+    open_knowledge: Callable[[Settings], Knowledge],
+    embeddings: FakeEmbeddings,
+    index_at: dict[str, Any],
 ) -> None:
-    settings = dense_settings(tmp_path, embeddings)
+    settings = dense_settings(tmp_path, embeddings, **index_at)
     write_password_corpus(settings.knowledge_dir)
     embeddings.status = 401
     knowledge = open_knowledge(settings)
@@ -948,14 +968,17 @@ async def test_a_rejected_operator_key_leaves_keyword_search_and_is_retried(
 
 
 async def test_changing_the_embedding_model_embeds_everything_again(
-    tmp_path: Path, open_knowledge: Callable[[Settings], Knowledge], embeddings: FakeEmbeddings
+    tmp_path: Path,
+    open_knowledge: Callable[[Settings], Knowledge],
+    embeddings: FakeEmbeddings,
+    index_at: dict[str, Any],
 ) -> None:
-    settings = dense_settings(tmp_path, embeddings)
+    settings = dense_settings(tmp_path, embeddings, **index_at)
     write_password_corpus(settings.knowledge_dir)
     first = open_knowledge(settings)
     await first.refresh()
     await first.close()
-    other_model = dense_settings(tmp_path, embeddings, embed_model="embed-fake-other")
+    other_model = dense_settings(tmp_path, embeddings, embed_model="embed-fake-other", **index_at)
 
     report = await open_knowledge(other_model).refresh()
 
