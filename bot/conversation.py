@@ -211,6 +211,12 @@ class Conversations:
             await asyncio.shield(stream.cancel())
         else:
             await stream.fail(warning or ANSWER_CRASHED)
+        if status != "cancelled" and not stream.delivered:
+            # The platform never took the end state (edits and the repost failed): people see
+            # less than the stored answer, so it is not kept as a done one.
+            log.warning("answer %s never reached %s; stored as failed", answer_id, workspace)
+            status = "failed"
+            await asyncio.shield(self._store.set_answer_status(answer_id, status))
         first_text = stream.timings.first_text
         if first_text is not None:
             platform = platform_of(thread_key)

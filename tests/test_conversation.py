@@ -11,13 +11,14 @@ from pydantic import SecretStr
 
 from bot.answer import Answerer
 from bot.conversation import Conversations
+from bot.errors import INTERRUPTED, PlatformError
 from bot.llm import LLM
 from bot.settings import Settings
 from bot.store import Store
 from bot.streaming.editor import MARKER, PLACEHOLDER, Editor
 from bot.vault import Vault, load_master_key
 from tests.fakes.openai import FAKE_KEY, FakeOpenAI
-from tests.fakes.surface import FakeSurface
+from tests.fakes.surface import Call, FakeSurface
 from tests.test_answer import FakeKnowledge, FakePassage
 
 THREAD = "slack:T1:C1:1700000000.000100"
@@ -169,6 +170,27 @@ async def test_a_cancelled_answer_is_marked_cancelled(
     with pytest.raises(asyncio.CancelledError):
         await task
     fake_openai.release()
-    assert "Cancelled" in sink.messages[-1]
+    assert sink.messages[-1].endswith(INTERRUPTED)  # cancelled only when the bot stops
     assert MARKER not in sink.messages[-1]
     assert (await store.thread_messages(THREAD))[-1].status == "cancelled"
+
+
+async def test_an_answer_whose_end_never_reaches_the_platform_is_stored_as_failed(
+    conversations: tuple[Conversations, Editor], fake_openai: FakeOpenAI, store: Store
+) -> None:
+    convo, editor = conversations
+    fake_openai.reply("Only workspace ", "admins may set ", "the key [1].")
+
+    def refuse(call: Call) -> Exception | None:
+        # The placeholder lands; then the channel is gone for every edit and post.
+        first = call.kind == "post" and call.message_id == "m0"
+        return None if first else PlatformError("chat.update failed: channel_not_found")
+
+    sink = FakeSurface(clock=editor.clock, latency=0.001, refuse=refuse)
+    reply = await convo.reply(
+        surface=sink, thread_key=THREAD, workspace=WORKSPACE, question="Who can set keys?"
+    )
+    assert reply is not None and reply.status == "failed"
+    assert "admins" not in " ".join(sink.messages)  # nobody saw the answer...
+    [_, answer] = await store.thread_messages(THREAD)
+    assert answer.status == "failed"  # ...so it is not stored as one they got

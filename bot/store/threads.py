@@ -104,6 +104,15 @@ class Threads(Database):
             )
             return changed == 1
 
+    @atomic
+    async def set_answer_status(self, answer_id: int, status: Status) -> None:
+        """Change a stored answer's status (its end state never reached the platform)."""
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE messages SET status = ? WHERE id = ? AND role = 'assistant'",
+                (status, answer_id),
+            )
+
     async def get_message(self, message_id: int) -> StoredMessage | None:
         row = await self._read.fetchone("SELECT * FROM messages WHERE id = ?", (message_id,))
         return _message(row) if row else None
