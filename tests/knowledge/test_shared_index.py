@@ -23,6 +23,7 @@ from bot.knowledge import Knowledge
 from bot.knowledge.chunking import Chunk
 from bot.knowledge.embeddings import Passage as EmbedInput
 from bot.knowledge.embeddings import PassageVectors, Vectors
+from bot.knowledge.keywords import KeywordIndex
 from bot.knowledge.postgres import VERSION_CHECK_SECONDS, SharedStorage
 from bot.settings import Settings
 from tests.store_backends import TEST_SECRET
@@ -134,7 +135,8 @@ async def test_searches_see_the_index_before_an_ingest_or_after_it_never_between
 
     monkeypatch.setattr(SharedStorage, "write_chunks", pausing)
     refreshing = asyncio.create_task(ingest.refresh())
-    await halfway.wait()
+    paused = asyncio.create_task(halfway.wait())
+    await asyncio.wait([paused, refreshing], return_when=asyncio.FIRST_COMPLETED)
     during = [await found(serving, word) for word in ("oldword", "newword", "extraword")]
     go_on.set()
     await refreshing
@@ -187,8 +189,13 @@ async def test_vectors_of_another_size_under_the_same_model_are_refused_not_mixe
 
 
 async def test_full_text_search_finds_stemmed_words_in_postgresql(
-    tmp_path: Path, replica: Open
+    tmp_path: Path, replica: Open, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    def no_bm25(*args: object, **kwargs: object) -> None:
+        raise AssertionError("KEYWORD_SEARCH=fulltext built a BM25 index in memory")
+
+    monkeypatch.setattr(KeywordIndex, "__init__", no_bm25)
+    monkeypatch.setattr(KeywordIndex, "load", no_bm25)
     write(tmp_path, "rotate.md", "# Rotating keys\n\nRotate the signing credentials monthly.\n")
     write(tmp_path, "holiday.md", "# Holidays\n\nThe office closes in August.\n")
     write(tmp_path, "gone.md", "# Gone\n\nThe goneword credentials.\n")
