@@ -1,5 +1,6 @@
 """`bot run` as a real child process for the tests that stop it the hard way (kill -9) or the
-operator's way (SIGTERM): started with only the settings given, healthy when /healthz answers."""
+operator's way (SIGTERM), or run several: started with only the settings given, healthy when
+/healthz answers; and one-shot commands (`bot ingest`) with the same environment."""
 
 from __future__ import annotations
 
@@ -45,15 +46,7 @@ async def bot_run(workdir: Path, settings: dict[str, str]) -> AsyncIterator[BotP
     """`python -m bot run` in `workdir` (no .env there) with `settings` as its environment,
     DATA_DIR and KNOWLEDGE_DIR under `workdir`, on a free loopback port."""
     port = free_port()
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(workdir),
-        "DATA_DIR": str(workdir / "data"),
-        "KNOWLEDGE_DIR": str(workdir / "knowledge"),
-        "PORT": str(port),
-        "LOG_LEVEL": "INFO",
-        **settings,
-    }
+    env = environment(workdir, {"PORT": str(port), **settings})
     log = workdir / f"bot-{port}.log"
     with log.open("w") as output:
         process = await asyncio.create_subprocess_exec(
@@ -67,6 +60,31 @@ async def bot_run(workdir: Path, settings: dict[str, str]) -> AsyncIterator[BotP
     finally:
         if process.returncode is None:
             await child.kill()
+
+
+async def bot_command(workdir: Path, settings: dict[str, str], *args: str) -> str:
+    """`python -m bot <args>` run to its end as `bot_run` would start it; its output (the test
+    fails, showing it, if the command does)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", *args, cwd=workdir, env=environment(workdir, settings),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output, _ = await asyncio.wait_for(process.communicate(), START_TIMEOUT)
+    if process.returncode != 0:
+        pytest.fail(f"bot {' '.join(args)} exited {process.returncode}:\n{output.decode()}")
+    return output.decode()
+
+
+def environment(workdir: Path, settings: dict[str, str]) -> dict[str, str]:
+    """Only `settings`, with DATA_DIR and KNOWLEDGE_DIR under `workdir` unless they say else."""
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(workdir),
+        "DATA_DIR": str(workdir / "data"),
+        "KNOWLEDGE_DIR": str(workdir / "knowledge"),
+        "LOG_LEVEL": "INFO",
+        **settings,
+    }
 
 
 async def _healthy(child: BotProcess) -> None:

@@ -113,15 +113,21 @@ STATE_COOKIE = "slack-app-oauth-state"
 
 async def install(fake: FakeSlack, bot: Bot, team: str) -> None:
     """Walk the browser through /slack/install and back to /slack/oauth_redirect."""
+    await install_across(fake, bot.url, bot.url, team)
+
+
+async def install_across(fake: FakeSlack, start: str, finish: str, team: str) -> None:
+    """The same walk with the install page served by the bot at `start` and Slack's redirect
+    landing on the one at `finish` (behind a load balancer, two replicas)."""
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as browser:
-        async with browser.get(f"{bot.url}/slack/install") as page:
+        async with browser.get(f"{start}/slack/install") as page:
             assert page.status == 200
             html = await page.text()
             cookie = page.cookies[STATE_COOKIE].value
         match = re.search(r"state=([A-Za-z0-9_\-]+)", html)
         assert match is not None and match.group(1) == cookie
         async with browser.get(
-            f"{bot.url}/slack/oauth_redirect",
+            f"{finish}/slack/oauth_redirect",
             params={"code": fake.install_code(team), "state": cookie},
             headers={"Cookie": f"{STATE_COOKIE}={cookie}"},
         ) as done:

@@ -75,13 +75,15 @@ class SlackSender(ViewsApi):
         }
 
     async def deliver(
-        self, envelope: dict[str, Any], *, retry_num: int | None = None
+        self, envelope: dict[str, Any], *, retry_num: int | None = None, url: str | None = None
     ) -> aiohttp.ClientResponse:
+        """Post an event to the bot (`url`: to that replica instead of `bot_url`, as a load
+        balancer in front of several would); `retry_num` marks a redelivery."""
         headers = {"Content-Type": "application/json"}
         if retry_num is not None:
             headers["X-Slack-Retry-Num"] = str(retry_num)
             headers["X-Slack-Retry-Reason"] = "http_timeout"
-        return await self._send(json.dumps(envelope), headers)
+        return await self._send(json.dumps(envelope), headers, url)
 
     async def say(self, team_id: str, channel: str, user: str, text: str, **kw: Any) -> Message:
         """A person writes; every event Slack would send for it is delivered to the bot."""
@@ -92,12 +94,20 @@ class SlackSender(ViewsApi):
         return message
 
     async def command(
-        self, team_id: str, user: str, text: str, *, channel: str = "C0CMD", name: str = "/setkey"
+        self,
+        team_id: str,
+        user: str,
+        text: str,
+        *,
+        channel: str = "C0CMD",
+        name: str = "/setkey",
+        url: str | None = None,
     ) -> aiohttp.ClientResponse:
-        """A person runs a slash command; the bot's HTTP response is the ack."""
+        """A person runs a slash command; the bot's HTTP response is the ack (`url`: the
+        replica it goes to, else `bot_url`)."""
         form = self.command_payload(team_id, user, text, channel=channel, name=name)
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
-        return await self._send(urlencode(form), headers)
+        return await self._send(urlencode(form), headers, url)
 
     async def click(
         self, team_id: str, message: Message, action_id: str, user: str
@@ -167,8 +177,11 @@ class SlackSender(ViewsApi):
         await self._notify()
         return response
 
-    async def _send(self, body: str, headers: dict[str, str]) -> aiohttp.ClientResponse:
-        assert self._session is not None and self.bot_url
+    async def _send(
+        self, body: str, headers: dict[str, str], url: str | None = None
+    ) -> aiohttp.ClientResponse:
+        url = url or self.bot_url
+        assert self._session is not None and url
         timestamp = str(int(time.time()))
         signature = hmac.new(
             self.signing_secret.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256
@@ -179,23 +192,32 @@ class SlackSender(ViewsApi):
             "X-Slack-Signature": f"v0={signature}",
         }
         response = await self._session.post(
-            f"{self.bot_url}/slack/events", data=body.encode(), headers=signed
+            f"{url}/slack/events", data=body.encode(), headers=signed
         )
         await response.read()
         return response
 
-    async def push(self, payload: dict[str, Any], kind: str = "events_api") -> str:
-        """Send a payload (`events_api`, `slash_commands`, `interactive`) over the open Socket
-        Mode connection; returns the envelope id its ack must carry."""
+    async def push(
+        self,
+        payload: dict[str, Any],
+        kind: str = "events_api",
+        *,
+        connection: int = -1,
+        retry_attempt: int = 0,
+    ) -> str:
+        """Send a payload (`events_api`, `slash_commands`, `interactive`) over an open Socket
+        Mode connection (`connection`: its index in the order they opened; the newest by
+        default); `retry_attempt` > 0 marks a redelivery. Returns the envelope id its ack must
+        carry."""
         envelope_id = f"env-{next(self._ids)}"
-        await self._sockets[-1].send_json(
+        await self._sockets[connection].send_json(
             {
                 "envelope_id": envelope_id,
                 "type": kind,
                 "payload": payload,
                 "accepts_response_payload": kind != "events_api",
-                "retry_attempt": 0,
-                "retry_reason": "",
+                "retry_attempt": retry_attempt,
+                "retry_reason": "timeout" if retry_attempt else "",
             }
         )
         return envelope_id
@@ -228,3 +250,8 @@ class SlackSender(ViewsApi):
     @property
     def socket_connected(self) -> bool:
         return any(not ws.closed for ws in self._sockets)
+
+    @property
+    def socket_connections(self) -> int:
+        """How many Socket Mode connections are open (one per replica in Socket Mode)."""
+        return sum(1 for ws in self._sockets if not ws.closed)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +77,7 @@ class Call:
     team: str | None
     status: int
     error: str | None
+    at: float = field(default_factory=time.monotonic)  # when the fake received it
 
 
 def blocks(value: Any) -> list[dict[str, Any]] | None:
