@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bot.errors import INTERRUPTED, BotError
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 15.0  # how often a live process renews its rows and claims
 STALE_AFTER_SECONDS = 60.0  # a row not renewed for this long belongs to a dead process
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+PID_NAMESPACE = "/proc/self/ns/pid"
 
 # Given an address an adapter journalled, a surface that reaches that thread again (None: it
 # can't, e.g. the channel is gone).
@@ -44,6 +47,20 @@ class Address:
 
     platform: str
     where: dict[str, Any]
+
+
+def machine() -> str:
+    """Where a pid names one process, so that kill(pid, 0) says whether it lives: the host's name
+    and, on Linux, the kernel's boot and this process's pid namespace. Replicas in containers
+    that share a hostname (host networking, a hostname set in compose) each number their pids
+    from 1, and two machines may share a name: their rows are judged by their silence only."""
+    host = socket.gethostname()
+    try:
+        boot = BOOT_ID.read_text().strip()
+        namespace = os.readlink(PID_NAMESPACE)  # "pid:[4026531836]"
+    except OSError:
+        return host
+    return f"{host}/{boot}/{namespace.removeprefix('pid:[').removesuffix(']')}"
 
 
 class AnswerJournal:
@@ -59,8 +76,8 @@ class AnswerJournal:
         self._store = store
         self._heartbeat = heartbeat
         self._stale_after = stale_after
-        self._host = socket.gethostname()
-        # The random part: after a container restart this process may have the old one's pid.
+        self._host = machine()
+        # The random part: a process started again in place may be given the old one's pid.
         self.owner = f"{self._host}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._reopen: dict[str | None, Reopen | None] = {None: None}
         self._task: asyncio.Task[None] | None = None
@@ -150,10 +167,10 @@ class AnswerJournal:
             return True
         host, _, rest = answer.owner.partition(":")
         if host != self._host:
-            return False  # another machine's: only its silence tells
+            return False  # another machine's or container's: only its silence tells
         pid = int(rest.partition(":")[0])
         if pid == os.getpid():
-            return True  # an earlier process with this pid (a restarted container)
+            return True  # an earlier process that had this pid here
         try:
             os.kill(pid, 0)
         except ProcessLookupError:

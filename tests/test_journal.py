@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
 from pydantic import SecretStr
 
+import bot.journal as journal_module
 from bot.answer import Answerer
 from bot.conversation import Conversations
 from bot.errors import INTERRUPTED
@@ -110,6 +113,35 @@ async def test_another_live_machines_answer_is_left_until_it_stops_renewing(stor
     hasty.mend_with("slack", reopen)
     assert await hasty.sweep() == 1
     assert mended == [WHERE.where]
+
+
+NO_SUCH_PID = 2**22 + 1  # past Linux's highest pid_max: no process here has it
+
+
+@pytest.mark.parametrize("pid", [NO_SUCH_PID, os.getpid()], ids=["missing here", "ours here"])
+async def test_a_live_replica_in_another_container_with_this_hostname_is_left_alone(
+    store: Store, monkeypatch: pytest.MonkeyPatch, pid: int
+) -> None:
+    # Replicas in containers that share a hostname (host networking, a hostname set in
+    # compose) number their pids apart: the other one's pid may be missing here, or ours.
+    with monkeypatch.context() as other_container:
+        other_container.setattr(
+            journal_module, "machine", lambda: f"{socket.gethostname()}/elsewhere", raising=False
+        )
+        other_container.setattr(journal_module.os, "getpid", lambda: pid)
+        live = AnswerJournal(store)
+    platform = FakeSurface(clock=Editor().clock, latency=0)
+    _, watched = await begin(live, platform)
+    first = await watched.post("_Thinking…_")
+
+    async def reopen(where: dict[str, object]) -> Surface:
+        return platform
+
+    here = AnswerJournal(store)
+    here.mend_with("slack", reopen)
+    assert await here.sweep() == 0  # the other replica is still writing this answer
+    assert platform.shown[first] == "_Thinking…_"
+    assert len(await store.answers_in_flight()) == 1
 
 
 async def test_an_answer_with_no_adapter_to_reach_it_waits(store: Store) -> None:
