@@ -11,6 +11,7 @@ cut for looking irrelevant: the model decides that, or without a model the calib
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Hashable
@@ -97,6 +98,7 @@ class Knowledge:
         self._embedder = embedder or make_embedder(settings)
         self._snapshot: _Snapshot | None = None
         self._checked = 0.0  # monotonic time the snapshot's stamp was last compared
+        self._reload: asyncio.Future[_Snapshot] | None = None
         self._load_lock = asyncio.Lock()
         self._refresh_lock = asyncio.Lock()
 
@@ -151,10 +153,21 @@ class Knowledge:
 
     async def _current(self) -> _Snapshot:
         """The loaded snapshot, reloaded when another process (`bot ingest`) rewrote the index
-        (asked at most every `check_every` seconds of the storage)."""
+        (asked at most every `check_every` seconds of the storage). A search waits for the
+        reload at most the storage's `reload_wait` seconds, then answers from the snapshot it
+        has: a replica rebuilding BM25 for 100k shared chunks takes seconds."""
         snapshot = self._snapshot
         if snapshot is not None and not await self._stale(snapshot):
             return snapshot
+        if self._reload is None or self._reload.done():
+            self._reload = asyncio.ensure_future(self._reloaded())
+        wait = self._storage.reload_wait
+        if snapshot is None or wait is None:
+            return await asyncio.shield(self._reload)
+        done, _ = await asyncio.wait({self._reload}, timeout=wait)
+        return self._reload.result() if done else snapshot
+
+    async def _reloaded(self) -> _Snapshot:
         async with self._load_lock:
             if self._snapshot is None or await self._stale(self._snapshot, recheck=True):
                 self._snapshot = await self._load_snapshot()
@@ -237,6 +250,10 @@ class Knowledge:
     async def close(self) -> None:
         """Release the embedder's HTTP client and the database's connections, if any."""
         async with self._refresh_lock:
+            if self._reload is not None and not self._reload.done():
+                self._reload.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._reload
             await self._embedder.close()
             await self._storage.close()
 

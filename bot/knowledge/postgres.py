@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 # How stale a replica's index may be after another process publishes one: one cheap query
 # (the current version's id) per search at most this often.
 VERSION_CHECK_SECONDS = 2.0
+# Loading a new version (chunks, vectors, BM25 built anew) took 30 s at 100k chunks on 2 busy
+# cores (bench/knowledge_keywords.py): questions wait at most this long for it, then are answered
+# from the version loaded before.
+RELOAD_WAIT_SECONDS = 1.0
 POOL_SIZE = 4  # a search's full-text query, a refresh's writes and its lock's connection
 # Held for a whole refresh (session-level advisory lock): any constant every replica shares.
 INGEST_LOCK = 0x6B6E6F776C65646765 & 0x7FFF_FFFF_FFFF_FFFF  # "knowledge"
@@ -86,6 +90,7 @@ class SharedStorage:
     """The index in the PostgreSQL database at `url`: `bot.knowledge.storage.Storage`."""
 
     check_every = VERSION_CHECK_SECONDS
+    reload_wait: float | None = RELOAD_WAIT_SECONDS
 
     def __init__(self, url: str) -> None:
         self._url = url

@@ -40,6 +40,9 @@ class Storage(Protocol):
 
     # Seconds a loaded index is used before `stamp` is asked again (0: every search).
     check_every: float
+    # Seconds a search waits for a new index to load before answering from the one it has
+    # (None: until it is loaded).
+    reload_wait: float | None
 
     async def stamp(self) -> Hashable: ...
 
@@ -78,6 +81,7 @@ class LocalStorage:
     number of processes on this machine may search them; the manifest's stat is the stamp."""
 
     check_every = 0.0  # a stat() per search: cheap, and a new manifest is seen at once
+    reload_wait: float | None = None  # as before the shared index: the next search has it
 
     def __init__(self, files: IndexFiles) -> None:
         self.files = files

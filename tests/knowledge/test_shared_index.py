@@ -58,9 +58,13 @@ Open = Callable[..., Knowledge]
 
 
 @pytest.fixture
-async def replica(tmp_path: Path, postgres_url: str) -> AsyncIterator[Callable[..., Knowledge]]:
+async def replica(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Callable[..., Knowledge]]:
     """replica(name, **settings): a Knowledge on its own DATA_DIR, sharing the database and the
-    knowledge folder tmp_path/kb; closed at the end of the test."""
+    knowledge folder tmp_path/kb; closed at the end of the test. A search that finds a new
+    version waits for it to load (but see the test of RELOAD_WAIT_SECONDS)."""
+    monkeypatch.setattr(SharedStorage, "reload_wait", None)
     opened: list[Knowledge] = []
 
     def make(name: str, embedder: HashEmbedder | None = None, **values: Any) -> Knowledge:
@@ -144,6 +148,39 @@ async def test_searches_see_the_index_before_an_ingest_or_after_it_never_between
 
     assert during == [["a.md"], [], []]
     assert after == [[], ["a.md"], ["c.md"]]
+
+
+async def test_a_replica_answers_from_the_version_it_has_while_it_loads_the_next(
+    tmp_path: Path, replica: Open, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(SharedStorage, "check_every", 0.0)
+    write(tmp_path, "a.md", "# A\n\nThe oldword is here.\n")
+    ingest, serving = replica("ingest-machine"), replica("bot-machine")
+    await ingest.refresh()
+    assert await found(serving, "oldword") == ["a.md"]
+    write(tmp_path, "a.md", "# A\n\nThe newword is here.\n")
+    await ingest.refresh()
+    loaded = asyncio.Event()
+    load = SharedStorage.load
+
+    async def slow_load(self: SharedStorage, space: dict[str, str]) -> Any:
+        await loaded.wait()  # 100k chunks' BM25 takes seconds
+        return await load(self, space)
+
+    monkeypatch.setattr(SharedStorage, "load", slow_load)
+    monkeypatch.setattr(SharedStorage, "reload_wait", 0.0)
+
+    searching = asyncio.create_task(found(serving, "oldword"))
+    # A guard, not a time asserted: a replica that waits for the load never answers before it.
+    await asyncio.wait({searching}, timeout=30)
+    meanwhile = searching.result() if searching.done() else "waited for the new version"
+    loaded.set()
+    await searching
+    while await found(serving, "newword") != ["a.md"]:
+        await asyncio.sleep(0.01)
+
+    assert meanwhile == ["a.md"]  # answered at once, from the version it had
+    assert await found(serving, "oldword") == []
 
 
 async def test_two_ingests_at_once_run_one_after_the_other(
