@@ -1,5 +1,6 @@
 """The benchmark suite in one command: end to end on both platforms (answerbot and the naive
-baseline), retrieval at scale, and the streaming editor in virtual time.
+baseline), retrieval at scale, the streaming editor in virtual time, and replicas on a shared
+PostgreSQL and Redis (bench/scale.py, which writes scale.json, scale.md and scale.png).
 
     make bench                       (installs what it needs, then runs the below)
     python -m bench [--quick] [--out bench/results]
@@ -139,7 +140,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     parser.add_argument(
-        "--skip", default="", help="comma list of: e2e, before-after, retrieval, editor"
+        "--skip", default="", help="comma list of: e2e, before-after, retrieval, editor, scale"
     )
     parser.add_argument(
         "--baseline",
@@ -187,6 +188,11 @@ def main() -> None:
         table = run_script(["bench/editor.py", "--answers", answers])
         results["editor"] = table
         print(table, flush=True)
+
+    if "scale" not in skip:
+        from bench.scale import main as scale
+
+        scale([*(["--quick"] if args.quick else []), "--out", str(out)])
 
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     (out / "results.md").write_text(markdown(results))
