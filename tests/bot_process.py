@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -62,17 +63,16 @@ async def bot_run(workdir: Path, settings: dict[str, str]) -> AsyncIterator[BotP
             await child.kill()
 
 
-async def bot_command(workdir: Path, settings: dict[str, str], *args: str) -> str:
+def bot_command(workdir: Path, settings: dict[str, str], *args: str) -> str:
     """`python -m bot <args>` run to its end as `bot_run` would start it; its output (the test
-    fails, showing it, if the command does)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", *args, cwd=workdir, env=environment(workdir, settings),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    fails, showing it, if the command does). It blocks: for fixtures, before any bot runs."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", *args], cwd=workdir, env=environment(workdir, settings),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=START_TIMEOUT,
     )  # fmt: skip
-    output, _ = await asyncio.wait_for(process.communicate(), START_TIMEOUT)
-    if process.returncode != 0:
-        pytest.fail(f"bot {' '.join(args)} exited {process.returncode}:\n{output.decode()}")
-    return output.decode()
+    if done.returncode != 0:
+        pytest.fail(f"bot {' '.join(args)} exited {done.returncode}:\n{done.stdout}")
+    return done.stdout
 
 
 def environment(workdir: Path, settings: dict[str, str]) -> dict[str, str]:

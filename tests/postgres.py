@@ -110,10 +110,11 @@ class PostgresServer:
     def socket_url(self, database: str = "postgres") -> str:
         return f"postgresql://{SUPERUSER}@/{database}?host={self.socket_dir}&port={self.port}"
 
-    def create_database(self, name: str | None = None) -> str:
-        """A new empty database (from template0: nothing a test added elsewhere); its URL.
-        Synchronous (the wheel's createdb), so sync fixtures and tests can call it too."""
+    def create_database(self, name: str | None = None, *, template: str = "template0") -> str:
+        """A new empty database (from template0: nothing a test added elsewhere), or a copy of
+        the database `template` (no one may be connected to it); its URL. Synchronous (the
+        wheel's createdb), so sync fixtures and tests can call it too."""
         name = name or f"test_{os.getpid()}_{next(self._names)}"
         where = ["-h", "127.0.0.1", "-p", str(self.port), "-U", SUPERUSER]
-        createdb([*where, "-T", "template0", name])
+        createdb([*where, "-T", template, name])
         return self.url(name)

@@ -1,7 +1,8 @@
 """Two real `bot run` replicas behind one fake Slack, deployed as for scale (issue 14): each with
-its own empty DATA_DIR, both on one PostgreSQL (DATABASE_URL) and one Redis (REDIS_URL), the same
-SECRET_KEY and no operator key. Over HTTP any replica may receive any event, its redelivery or
-the thread's next message, as behind a load balancer; in Socket Mode each holds one connection.
+its own empty DATA_DIR, both on one PostgreSQL (DATABASE_URL, the documents put there by `bot
+ingest` from the operator's machine) and one Redis (REDIS_URL), the same SECRET_KEY and no
+operator key. Over HTTP any replica may receive any event, its redelivery or the thread's next
+message, as behind a load balancer; in Socket Mode each holds one connection.
 
 What a workspace sees is the same whichever replica serves it: the app installed through one is
 installed on both, a key set through one answers on the other, a thread goes on with its history,
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from tests.fakes.slack import (
     FakeSlack,
     Message,
 )
+from tests.postgres import PostgresServer
 from tests.slack.slack_rig import install_across, write_knowledge
 from tests.store_backends import TEST_SECRET
 
@@ -50,13 +53,31 @@ def setup_slack(fake: FakeSlack) -> None:
     fake.add_user("T1", ALICE)
 
 
+@pytest.fixture(scope="module")
+def ingested(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A database as `bot ingest`, run on the operator's own machine, leaves it: migrated, the
+    documents indexed. Each test's database is a copy of it (ingesting takes many seconds)."""
+    name = f"ingested_{os.getpid()}"
+    url = postgres_server.create_database(name)
+    operator = tmp_path_factory.mktemp("operator")
+    write_knowledge(operator / "knowledge")
+    bot_command(operator, {"DATABASE_URL": url, "SECRET_KEY": TEST_SECRET}, "ingest")
+    return name
+
+
+@pytest.fixture
+def database(postgres_server: PostgresServer, ingested: str) -> str:
+    """This test's shared database: the ingested one, copied."""
+    return postgres_server.create_database(template=ingested)
+
+
 def replica_settings(
-    fake_slack: FakeSlack, fake_openai: FakeOpenAI, postgres_url: str, redis_url: str
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, database: str, redis_url: str
 ) -> dict[str, str]:
     """What every replica is started with: shared database, Redis and SECRET_KEY; Slack by
     OAuth (the installation lives in the database); no OPENAI_API_KEY to fall back on."""
     return {
-        "DATABASE_URL": postgres_url,
+        "DATABASE_URL": database,
         "REDIS_URL": redis_url,
         "SECRET_KEY": TEST_SECRET,
         "OPENAI_BASE_URL": fake_openai.base_url,
@@ -79,11 +100,8 @@ def replica_settings(
 async def two_replicas(
     tmp_path: Path, settings: dict[str, str]
 ) -> AsyncIterator[tuple[BotProcess, BotProcess]]:
-    """The operator indexes the documents into the shared database from a machine of their
-    own; then replicas a and b start at the same moment, with no documents and no data."""
-    operator = tmp_path / "operator"
-    write_knowledge(operator / "knowledge")
-    await bot_command(operator, settings, "ingest")
+    """Replicas a and b started at the same moment, with no documents and no data of their
+    own: what they know is in the shared database."""
     async with contextlib.AsyncExitStack() as stack:
         workdirs = [tmp_path / name for name in ("a", "b")]
         for workdir in workdirs:
@@ -99,13 +117,13 @@ async def replicas(
     tmp_path: Path,
     fake_slack: FakeSlack,
     fake_openai: FakeOpenAI,
-    postgres_url: str,
+    database: str,
     redis_url: str,
 ) -> AsyncIterator[tuple[BotProcess, BotProcess]]:
     """Both replicas over HTTP, the app installed in T1 by a browser sent to a for the install
     page and redirected back by Slack to b."""
     fake_openai.keys = {KEY}
-    settings = replica_settings(fake_slack, fake_openai, postgres_url, redis_url)
+    settings = replica_settings(fake_slack, fake_openai, database, redis_url)
     async with two_replicas(tmp_path, settings) as (a, b):
         await install_across(fake_slack, a.url, b.url, "T1")
         yield a, b
@@ -235,11 +253,11 @@ async def test_socket_mode_replicas_each_hold_a_connection_and_answer_once(
     tmp_path: Path,
     fake_slack: FakeSlack,
     fake_openai: FakeOpenAI,
-    postgres_url: str,
+    database: str,
     redis_url: str,
 ) -> None:
     fake_openai.keys = {KEY}
-    settings = replica_settings(fake_slack, fake_openai, postgres_url, redis_url)
+    settings = replica_settings(fake_slack, fake_openai, database, redis_url)
     for name in ("SLACK_SIGNING_SECRET", "SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET"):
         del settings[name]
     settings |= {"SLACK_APP_TOKEN": APP_TOKEN, "SLACK_BOT_TOKEN": fake_slack.teams["T1"].token}
