@@ -174,6 +174,11 @@ def chunk_file(path: Path, relative: str, digest: str) -> list[Chunk]:
     return chunks
 
 
+def warm_up() -> None:
+    """Build the splitter once, so the first document's parse doesn't pay for its setup."""
+    _splitter().split_text("Warm up.")
+
+
 def _splitter() -> SentenceSplitter:
     return SentenceSplitter(
         chunk_size=CHUNK_TOKENS,
