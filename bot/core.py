@@ -1,8 +1,9 @@
 """The assembled core that `bot run` hands to every adapter: settings, store, knowledge, answers.
 
 Built once at start from `Settings`; adapters receive it as an argument and use only
-`conversations` (answering), `keys` (/setkey) and `store` (feedback, follow-up checks), and for
-the operator's endpoints `metrics` and `readiness` (adapters add their connections' checks).
+`conversations` (answering), `keys` (/setkey), `store` (feedback, follow-up checks) and
+`suggested_questions` (first screens), and for the operator's endpoints `metrics` and
+`readiness` (adapters add their connections' checks).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from bot.store.postgres import address
 from bot.streaming.editor import Editor
 from bot.streaming.shared_budget import SharedBudgets
 from bot.vault import Vault, open_vault
+
+# Questions first screens offer: Slack shows at most four suggested prompts.
+SUGGESTED_QUESTIONS = 4
 
 
 @dataclass
@@ -84,6 +88,11 @@ class Core:
             metrics=metrics,
             readiness=core_readiness(store, knowledge),
         )
+
+    async def suggested_questions(self, limit: int = SUGGESTED_QUESTIONS) -> list[str]:
+        """A few questions a newcomer could ask, from the knowledge's headings (Slack's suggested
+        prompts, the web chat's first screen); [] until documents are indexed."""
+        return await self.knowledge.suggestions(limit)
 
     async def ready(self) -> list[Check]:
         """Every readiness check: the core's (database, index) and those adapters added."""

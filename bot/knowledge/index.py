@@ -26,6 +26,7 @@ from bot.knowledge.postgres import SharedStorage
 from bot.knowledge.refresh import Progress, Refresher, RefreshReport
 from bot.knowledge.search import DEFAULT_METHOD, Evidence, Method, rank
 from bot.knowledge.storage import LocalStorage, Storage
+from bot.knowledge.suggestions import suggested_questions
 from bot.knowledge.vectors import DenseResult, VectorIndex
 from bot.settings import Settings
 
@@ -101,6 +102,8 @@ class Knowledge:
         self._reload: asyncio.Future[_Snapshot] | None = None
         self._load_lock = asyncio.Lock()
         self._refresh_lock = asyncio.Lock()
+        # The last suggestions made, with the snapshot and limit they were made for.
+        self._suggested: tuple[_Snapshot, int, list[str]] | None = None
 
     @property
     def loaded(self) -> bool:
@@ -150,6 +153,16 @@ class Knowledge:
             if chunk.heading and not chunk.heading.startswith("page "):
                 seen.setdefault(chunk.heading, None)
         return list(seen)[:limit]
+
+    async def suggestions(self, limit: int) -> list[str]:
+        """Up to `limit` questions a newcomer could ask, made from the headings of the index
+        searches use now (`bot.knowledge.suggestions`); they change when the documents do."""
+        snapshot = await self._current()
+        made = self._suggested
+        if made is None or made[0] is not snapshot or made[1] != limit:
+            questions = suggested_questions(snapshot.chunks.values(), limit)
+            self._suggested = made = (snapshot, limit, questions)
+        return list(made[2])
 
     async def _current(self) -> _Snapshot:
         """The loaded snapshot, reloaded when another process (`bot ingest`) rewrote the index
