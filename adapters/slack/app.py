@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 # Bot scopes the manifest asks for; the OAuth install requests exactly these.
 BOT_SCOPES = (
     "app_mentions:read",
+    "assistant:write",
     "channels:history",
     "groups:history",
     "im:history",

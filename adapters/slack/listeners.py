@@ -25,6 +25,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.assistant import AssistantThreads, status_shown
 from adapters.slack.install import SlackInstallationStore, workspace_id
 from adapters.slack.reopen import address
 from adapters.slack.setkey import Asker, SetKey
@@ -71,6 +72,8 @@ class Listeners:
         app.view(CALLBACK_ID)(self.on_setkey_form)
         app.action(FEEDBACK_UP)(self.on_feedback)
         app.action(FEEDBACK_DOWN)(self.on_feedback)
+        # Questions in the agent view's threads: before `message`, which they then skip.
+        app.assistant(AssistantThreads(self._core, self._tasks, self._reply).middleware())
 
     # -- questions ----------------------------------------------------------------------------
 
@@ -115,7 +118,11 @@ class Listeners:
         self._tasks.spawn(self._reply(event, context, client), f"slack-answer-{event['ts']}")
 
     async def _reply(
-        self, event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient
+        self,
+        event: dict[str, Any],
+        context: AsyncBoltContext,
+        client: AsyncWebClient,
+        in_assistant_thread: bool = False,
     ) -> None:
         team = _team(context)
         channel = str(event["channel"])
@@ -134,7 +141,8 @@ class Listeners:
             render=self._render,
         )  # fmt: skip
         await self._core.conversations.reply(
-            surface=surface,
+            # In an assistant thread its "is thinking…" status shows the wait, not a placeholder.
+            surface=status_shown(surface) if in_assistant_thread else surface,
             thread_key=thread_key,
             workspace=workspace,
             question=question,

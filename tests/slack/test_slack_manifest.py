@@ -33,6 +33,8 @@ def test_events_command_and_interactivity_match_the_listeners() -> None:
             "message.mpim",
             "app_uninstalled",  # forget the workspace's key and tokens
             "tokens_revoked",
+            "assistant_thread_started",  # the agent view: suggested prompts
+            "assistant_thread_context_changed",
         ]
     )
     assert settings["interactivity"]["is_enabled"] is True  # the 👍/👎 buttons
@@ -45,3 +47,9 @@ def test_the_http_mode_urls_in_the_comments_point_at_the_bot_routes() -> None:
     text = MANIFEST.read_text()
     assert text.count(f"https://bot.example.com{EVENTS_PATH}") == 3
     assert f"https://bot.example.com{REDIRECT_PATH}" in text
+
+
+def test_the_agent_view_is_on_with_the_scope_its_threads_need() -> None:
+    view = manifest()["features"]["assistant_view"]
+    assert view["assistant_description"].strip()
+    assert "assistant:write" in manifest()["oauth_config"]["scopes"]["bot"]

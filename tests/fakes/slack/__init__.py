@@ -16,8 +16,10 @@ Slack does and posts them to the bot, and it serves Socket Mode.
     events.py   Slack calling the bot: signed events, commands, clicks, modal submissions,
                 Socket Mode pushes
     views.py    modals: trigger_ids, views.open, what a submission's answer does to a view
+    assistant.py  assistant threads (the app's agent view): setStatus, suggested prompts, titles
 """
 
+from tests.fakes.slack.assistant import AssistantThread
 from tests.fakes.slack.rules import MAX_TEXT, SECTION_LIMIT, SPECS, Window
 from tests.fakes.slack.server import FakeSlack
 from tests.fakes.slack.state import (
@@ -42,6 +44,7 @@ __all__ = [
     "SECTION_LIMIT",
     "SIGNING_SECRET",
     "SPECS",
+    "AssistantThread",
     "Call",
     "FakeSlack",
     "Message",

@@ -13,11 +13,12 @@ from urllib.parse import urlencode
 
 import aiohttp
 
+from tests.fakes.slack.assistant import AssistantApi, AssistantThread
 from tests.fakes.slack.state import APP_ID, Message
-from tests.fakes.slack.views import View, ViewsApi
+from tests.fakes.slack.views import View
 
 
-class SlackSender(ViewsApi):
+class SlackSender(AssistantApi):
     """Builds what Slack sends and sends it to `bot_url` (HTTP) or down the open socket."""
 
     bot_url: str
@@ -92,6 +93,15 @@ class SlackSender(ViewsApi):
             response = await self.deliver(envelope)
             assert response.status == 200, await response.text()
         return message
+
+    async def start_assistant_thread(self, team_id: str, user: str) -> AssistantThread:
+        """A person opens a new chat in the app's agent view: Slack makes the thread and tells
+        the bot (`assistant_thread_started`). They then write in it with `say(..., channel_type=
+        "im", thread_ts=thread.thread_ts)`."""
+        thread = self.open_assistant_thread(team_id, user)
+        response = await self.deliver(self.envelope(team_id, self.assistant_thread_started(thread)))
+        assert response.status == 200, await response.text()
+        return thread
 
     async def command(
         self,

@@ -1,6 +1,7 @@
 """The Web API methods the fake Slack serves (auth.test, users.info, chat.postMessage,
-chat.update, chat.postEphemeral, views.open, oauth.v2.access, apps.connections.open) from its
-state, under Slack's rules: each call becomes (HTTP status, JSON body, headers)."""
+chat.update, chat.postEphemeral, views.open, oauth.v2.access, apps.connections.open, and
+assistant.threads.* through assistant.py) from its state, under Slack's rules: each call
+becomes (HTTP status, JSON body, headers)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.slack.assistant import AssistantApi, add_assistant_specs
 from tests.fakes.slack.rules import MAX_TEXT, Window, content_error, load_spec, spec_problems
 from tests.fakes.slack.state import (
     APP_ID,
@@ -21,12 +23,11 @@ from tests.fakes.slack.state import (
     User,
     blocks,
 )
-from tests.fakes.slack.views import ViewsApi
 
 Answer = tuple[int, dict[str, Any], dict[str, str]]  # HTTP status, JSON body, headers
 
 
-class WebApi(ViewsApi):
+class WebApi(AssistantApi):
     """Slack's Web API over the state; `update_limit` and `post_limit` are (calls, seconds).
 
     `check_spec=False` skips checking each call's arguments against the spec (the methods known
@@ -47,6 +48,7 @@ class WebApi(ViewsApi):
         self._updates = Window(*update_limit)
         self._posts = Window(*post_limit)
         self._known, self._required = load_spec()
+        add_assistant_specs(self._known, self._required)
         self._outages: dict[str, tuple[float, int]] = {}  # method -> (until, HTTP status)
 
     def outage(self, method: str, seconds: float, *, status: int = 500) -> None:
@@ -84,6 +86,8 @@ class WebApi(ViewsApi):
             return 200, {"ok": False, "error": "invalid_auth"}, {}
         if method == "auth.test":
             return 200, self._auth_test(team), {}
+        if method.startswith("assistant.threads."):
+            return self.assistant_call(method, args, team)
         if method == "views.open":
             return self._views_open(team, args)
         if method == "users.info":
@@ -125,6 +129,7 @@ class WebApi(ViewsApi):
         )
         message.history.append(message.text)
         self.messages[(channel, message.ts)] = message
+        self.replied_in_thread(channel, thread_ts)
         return {"ok": True, "channel": channel, "ts": message.ts, "message": message.to_json()}
 
     def _update(self, team: Team, channel: str, args: dict[str, Any]) -> Answer:

@@ -1,0 +1,204 @@
+"""Slack's assistant threads (the app's DM/agent view), through bolt's `AsyncAssistant`.
+
+A new thread gets the suggested prompts (`core.suggested_questions`, made from the knowledge's
+headings). A question in a thread shows "is thinking…" with loading messages while the answer is
+looked for (assistant.threads.setStatus), titles a new thread after it, and is answered into the
+thread like any DM (`Listeners` answers it, history and all); the status is cleared when the
+answer ends, failed or not. Each becomes a tracked task, as every Slack answer does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.context.set_status.async_set_status import AsyncSetStatus
+from slack_bolt.context.set_suggested_prompts.async_set_suggested_prompts import (
+    AsyncSetSuggestedPrompts,
+)
+from slack_bolt.context.set_title.async_set_title import AsyncSetTitle
+from slack_bolt.middleware.assistant.async_assistant import AsyncAssistant
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.web_api import call_slack
+from bot.background import Background
+from bot.citations import Source
+from bot.errors import ANSWER_CRASHED, BotError
+from bot.surface import BudgetSpec, Final, Surface
+
+if TYPE_CHECKING:  # types only: importing an adapter loads no index or model
+    from bot.core import Core
+
+log = logging.getLogger(__name__)
+
+PROMPTS_TITLE = "Try asking"
+THINKING = "is thinking…"
+# Shown in turn under the status while the answer is looked for (Slack takes at most 10).
+LOADING_MESSAGES = ("Searching the documents…", "Reading the passages…", "Writing the answer…")
+CLEARED = ""  # setStatus with an empty status takes it away
+TITLE_CHARS = 80  # a thread's title in the history list: the question, cut to a line
+
+# Answers one question in a thread: (event, context, client, status_shown).
+Reply = Callable[[dict[str, Any], AsyncBoltContext, AsyncWebClient, bool], Awaitable[None]]
+
+
+def status_shown(surface: Surface) -> Surface:
+    """An answer's surface in an assistant thread: the thread's status already shows that an
+    answer is coming, so the editor posts no placeholder (Slack would clear the status as soon
+    as the app posts) and makes its first post when there is text."""
+    return _StatusShown(surface)
+
+
+class _StatusShown:
+    """`inner`, waiting shown by the thread's status; everything else passes through."""
+
+    def __init__(self, inner: Surface) -> None:
+        self._inner = inner
+
+    @property
+    def max_size(self) -> int:
+        return self._inner.max_size
+
+    @property
+    def shows_waiting(self) -> bool:
+        return True
+
+    @property
+    def edit_budget(self) -> BudgetSpec:
+        return self._inner.edit_budget
+
+    @property
+    def post_budget(self) -> BudgetSpec:
+        return self._inner.post_budget
+
+    def measure(self, text: str) -> int:
+        return self._inner.measure(text)
+
+    def render(self, markdown: str) -> str:
+        return self._inner.render(markdown)
+
+    def footer(self, sources: Sequence[Source]) -> str:
+        return self._inner.footer(sources)
+
+    async def post(self, text: str, *, final: Final | None = None) -> str:
+        return await self._inner.post(text, final=final)
+
+    async def edit(self, message_id: str, text: str, *, final: Final | None = None) -> None:
+        await self._inner.edit(message_id, text, final=final)
+
+
+class AssistantThreads:
+    """The assistant's listeners: `middleware()` is what the bolt app takes (`app.assistant`)."""
+
+    def __init__(self, core: Core, tasks: Background, reply: Reply) -> None:
+        self._core = core
+        self._tasks = tasks
+        self._reply = reply
+
+    def middleware(self) -> AsyncAssistant:
+        assistant = AsyncAssistant(logger=log)
+        assistant.thread_started(self.on_thread_started)
+        assistant.user_message(self.on_user_message)
+        # The channel a person has open beside the thread: not used for answers, and bolt's
+        # default would store it in the thread's first bot message (more Web API calls).
+        assistant.thread_context_changed(self.on_context_changed)
+        return assistant
+
+    async def on_thread_started(
+        self, event: dict[str, Any], set_suggested_prompts: AsyncSetSuggestedPrompts
+    ) -> None:
+        thread = event.get("assistant_thread", {})
+        name = f"slack-assistant-prompts-{thread.get('channel_id')}-{thread.get('thread_ts')}"
+        self._tasks.spawn(self._suggest(set_suggested_prompts), name)
+
+    async def _suggest(self, set_suggested_prompts: AsyncSetSuggestedPrompts) -> None:
+        questions = await self._core.suggested_questions()
+        if not questions:
+            return  # nothing indexed yet: Slack's own empty thread is better than no prompts
+        prompts = [{"title": q, "message": q} for q in questions]
+        try:
+            await call_slack(
+                "assistant.threads.setSuggestedPrompts",
+                set_suggested_prompts(prompts=prompts, title=PROMPTS_TITLE),
+            )
+        except BotError as error:
+            log.warning("could not set the suggested prompts: %s", error.detail)
+
+    async def on_user_message(
+        self,
+        event: dict[str, Any],
+        context: AsyncBoltContext,
+        client: AsyncWebClient,
+        set_status: AsyncSetStatus,
+        set_title: AsyncSetTitle,
+    ) -> None:
+        if event.get("subtype") not in (None, "file_share"):
+            return
+        self._tasks.spawn(
+            self._answer(event, context, client, set_status, set_title),
+            f"slack-assistant-{event.get('ts')}",
+        )
+
+    async def on_context_changed(self) -> None:
+        return None
+
+    async def _answer(
+        self,
+        event: dict[str, Any],
+        context: AsyncBoltContext,
+        client: AsyncWebClient,
+        set_status: AsyncSetStatus,
+        set_title: AsyncSetTitle,
+    ) -> None:
+        question = str(event.get("text") or "").strip()
+        thread = f"slack:{context.team_id or context.enterprise_id}:{event['channel']}"
+        first = not await self._core.conversations.is_followup(f"{thread}:{event['thread_ts']}")
+        await self._status(set_status(THINKING, loading_messages=list(LOADING_MESSAGES)))
+        try:
+            if first and question:
+                await self._title(set_title(title(question)))
+            await self._reply(event, context, client, True)
+        except Exception as error:  # the status must not be left thinking: say what happened
+            if isinstance(error, BotError):
+                log.warning("assistant thread answer failed: %s", error.detail)
+                notice = error.user_message
+            else:
+                log.exception("assistant thread answer crashed")
+                notice = ANSWER_CRASHED
+            await self._tell(client, event, notice)
+        finally:
+            await self._status(set_status(CLEARED))
+
+    async def _status(self, call: Awaitable[Any]) -> None:
+        try:
+            await call_slack("assistant.threads.setStatus", call)
+        except BotError as error:  # the answer matters more than its status
+            log.warning("could not set the assistant thread's status: %s", error.detail)
+
+    async def _title(self, call: Awaitable[Any]) -> None:
+        try:
+            await call_slack("assistant.threads.setTitle", call)
+        except BotError as error:
+            log.warning("could not title the assistant thread: %s", error.detail)
+
+    async def _tell(self, client: AsyncWebClient, event: dict[str, Any], notice: str) -> None:
+        try:
+            await call_slack(
+                "chat.postMessage",
+                client.chat_postMessage(
+                    channel=str(event["channel"]), thread_ts=str(event["thread_ts"]), text=notice
+                ),
+            )
+        except BotError as error:
+            log.warning("could not tell the asker the answer failed: %s", error.detail)
+
+
+def title(question: str) -> str:
+    """A thread's title: the question's first line, cut at a word within TITLE_CHARS."""
+    line = question.strip().splitlines()[0].strip()
+    if len(line) <= TITLE_CHARS:
+        return line
+    cut = line[: TITLE_CHARS - 1].rsplit(" ", 1)[0]
+    return f"{cut}…"
