@@ -33,10 +33,10 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.allowed import AllowedTeams, install_failed
+from adapters.slack.formats import SlackFormats
 from adapters.slack.home_team import HomeTeam
 from adapters.slack.install import SlackInstallationStore, SlackStateStore
 from adapters.slack.listeners import Listeners
-from adapters.slack.mrkdwn import to_mrkdwn
 from adapters.slack.reopen import reopener
 from bot.background import Background
 from bot.errors import ConfigError
@@ -159,9 +159,10 @@ def build_slack_app(settings: Settings, core: Core) -> AsyncApp:
     tasks = Background("Slack")
     verifier = SignatureVerifier(signing_secret) if verifies_requests else None
     _SERVED[app] = _Served(tasks, verifier, session, settings.shutdown_grace_seconds)
-    Listeners(core, tasks, installations, to_mrkdwn).register(app)
+    formats = SlackFormats()  # what each workspace's Slack refused of the newer forms
+    Listeners(core, tasks, installations, formats).register(app)
     # Answers a dead process left in Slack threads are ended once this process can reach them.
-    core.journal.mend_with("slack", reopener(settings, session, installations, to_mrkdwn, logger))
+    core.journal.mend_with("slack", reopener(settings, session, installations, formats, logger))
     return app
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt.app.async_app import AsyncApp
@@ -26,11 +25,13 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.assistant import AssistantThreads, status_shown
+from adapters.slack.feedback import FEEDBACK, FEEDBACK_DOWN, FEEDBACK_UP, vote
+from adapters.slack.formats import SlackFormats
 from adapters.slack.install import SlackInstallationStore, workspace_id
 from adapters.slack.reopen import address
 from adapters.slack.setkey import Asker, SetKey
 from adapters.slack.setkey_form import CALLBACK_ID, SetKeyForm
-from adapters.slack.surface import FEEDBACK_DOWN, FEEDBACK_UP, SlackSurface
+from adapters.slack.surface import SlackSurface
 from adapters.slack.web_api import call_slack, unescape
 from bot.background import Background
 from bot.errors import BotError
@@ -53,13 +54,13 @@ class Listeners:
         core: Core,
         tasks: Background,
         installations: SlackInstallationStore | None,
-        render: Callable[[str], str],
+        formats: SlackFormats,
     ) -> None:
         self._core = core
         self._settings = core.settings
         self._tasks = tasks
         self._installations = installations
-        self._render = render
+        self._formats = formats
         self._setkey = SetKey(core.settings, core.keys)
         self._form = SetKeyForm(self._setkey, tasks)
 
@@ -72,6 +73,7 @@ class Listeners:
         app.view(CALLBACK_ID)(self.on_setkey_form)
         app.action(FEEDBACK_UP)(self.on_feedback)
         app.action(FEEDBACK_DOWN)(self.on_feedback)
+        app.action(FEEDBACK)(self.on_feedback)  # Slack's feedback buttons element
         # Questions in the agent view's threads: before `message`, which they then skip.
         app.assistant(AssistantThreads(self._core, self._tasks, self._reply).middleware())
 
@@ -138,7 +140,7 @@ class Listeners:
         await self._core.conversations.join(thread_key, workspace)
         surface = SlackSurface(
             client, self._settings, team=team, channel=channel, thread_ts=thread_ts,
-            render=self._render,
+            formats=self._formats,
         )  # fmt: skip
         await self._core.conversations.reply(
             # In an assistant thread its "is thinking…" status shows the wait, not a placeholder.
@@ -217,9 +219,9 @@ class Listeners:
         respond: AsyncRespond,
     ) -> None:
         await ack()
-        value = 1 if action.get("action_id") == FEEDBACK_UP else -1
+        value, answer = vote(action)
         self._tasks.spawn(
-            self._feedback(str(action.get("value", "")), value, body, context, respond),
+            self._feedback(answer, value, body, context, respond),
             "slack-feedback",
         )
 

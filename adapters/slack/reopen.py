@@ -7,13 +7,13 @@ dead processes back here, and gets a `SlackSurface` with the workspace's bot tok
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.formats import SlackFormats
 from adapters.slack.install import SlackInstallationStore
 from adapters.slack.surface import SlackSurface
 from bot.journal import Address, Reopen
@@ -41,7 +41,7 @@ def reopener(
     settings: Settings,
     session: aiohttp.ClientSession,
     installations: SlackInstallationStore | None,
-    render: Callable[[str], str],
+    formats: SlackFormats,
     logger: logging.Logger,
 ) -> Reopen:
     """How the journal reaches a Slack thread again: with the one bot token, or the token of
@@ -57,7 +57,7 @@ def reopener(
         )
         return SlackSurface(
             client, settings, team=str(where["team"]), channel=str(where["channel"]),
-            thread_ts=str(where["thread_ts"]), render=render,
+            thread_ts=str(where["thread_ts"]), formats=formats,
         )  # fmt: skip
 
     return reopen

@@ -41,6 +41,14 @@ def unescape(text: str) -> str:
     return text
 
 
+class SlackRefused(PlatformError):
+    """Slack refused a call for good; `code` is its error code (None when it gave none)."""
+
+    def __init__(self, detail: str, code: str | None) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
 def platform_error(method: str, error: SlackApiError) -> PlatformError:
     """A slack_sdk failure as the bot's error; 429 keeps its Retry-After for the budget."""
     response = error.response
@@ -55,7 +63,7 @@ def platform_error(method: str, error: SlackApiError) -> PlatformError:
     what = f"HTTP {status}, {code}" if code and status != HTTP_OK else code or f"HTTP {status}"
     if status >= HTTP_SERVER_ERROR or code in TRANSIENT_ERRORS:
         return PlatformUnavailable(f"{method} failed: {what}")
-    return PlatformError(f"{method} failed: {what}")
+    return SlackRefused(f"{method} failed: {what}", code if isinstance(code, str) else None)
 
 
 async def call_slack(method: str, call: Awaitable[AsyncSlackResponse]) -> AsyncSlackResponse:

@@ -1,7 +1,8 @@
 """The Slack tests' fixtures, once: the fake Slack (teams and users from the test module's
 `setup_slack(fake)`, limits from indirect parametrisation or the module's `SLACK_LIMITS`), checked
-at the end for spec violations and calls made inside a Retry-After, and a running bot with the
-fallback key set for T1 (modules that need another bot define their own)."""
+at the end for spec violations, calls made inside a Retry-After and mentions that would notify
+anyone, and a running bot with the fallback key set for T1 (modules that need another bot define
+their own)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ async def fake_slack(request: pytest.FixtureRequest) -> AsyncIterator[FakeSlack]
     await fake.close()
     assert fake.violations == [], f"the Slack traffic broke the spec: {fake.violations}"
     assert fake.early_calls == [], "the bot called again before Retry-After ran out"
+    assert fake.notified == [], f"the bot's messages would notify {fake.notified}"
 
 
 @pytest.fixture

@@ -49,10 +49,10 @@ async def test_mention_streams_the_answer_into_the_thread_with_sources_and_butto
 
     [answer] = fake_slack.bot_messages(CHANNEL, asked.ts)
     assert answer.thread_ts == asked.ts  # in the asker's thread, not the channel
-    assert "25 days of paid vacation per year" in answer.text
-    assert "vacation.md" in answer.text  # numbered sources close the answer
+    assert "25 days of paid vacation per year" in answer.shown
+    assert "vacation.md" in answer.shown  # numbered sources close the answer
     assert len(answer.history) >= 2  # a placeholder first, then edits: it streamed
-    assert set(answer.buttons) == {"feedback_up", "feedback_down"}
+    assert set(answer.buttons) == {"feedback:positive", "feedback:negative"}
     # The model got the question without the mention.
     question = fake_openai.chat_requests[-1].messages[-1]["content"]
     assert "How many vacation days do employees get?" in question
@@ -72,7 +72,7 @@ async def test_thread_follow_up_needs_no_mention_and_carries_the_history(
     await answered(fake_slack, bot, CHANNEL, asked.ts, n=2)
 
     answers = fake_slack.bot_messages(CHANNEL, asked.ts)
-    assert len(answers) == 2 and "HR portal" in answers[1].text
+    assert len(answers) == 2 and "HR portal" in answers[1].shown
     sent = [m["content"] for m in streamed(fake_openai)[-1].messages]
     assert any("How many vacation days" in text for text in sent)  # history from our store
     assert any("25 days per year" in text for text in sent)
@@ -98,7 +98,7 @@ async def test_a_direct_message_is_answered(
     )
     await answered(fake_slack, bot, "D0ALICE", asked.ts)
     [answer] = fake_slack.bot_messages("D0ALICE", asked.ts)
-    assert "within 30 days" in answer.text
+    assert "within 30 days" in answer.shown
 
 
 async def test_own_messages_bots_and_edits_are_ignored(
@@ -173,12 +173,13 @@ async def test_feedback_buttons_store_the_vote_with_the_answer(
     asked = await fake_slack.say("T1", CHANNEL, USER, mention(fake_slack, VACATION))
     await answered(fake_slack, bot, CHANNEL, asked.ts)
     [answer] = fake_slack.bot_messages(CHANNEL, asked.ts)
-    answer_id = int(answer.buttons["feedback_down"])
+    vote, _, answer_id = answer.buttons["feedback:negative"].partition(":")
+    assert vote == "bad"
 
-    response = await fake_slack.click("T1", answer, "feedback_down", USER)
+    response = await fake_slack.click("T1", answer, "feedback:negative", USER)
     assert response.status == 200
     await bot.idle()
-    stored = await bot.core.store.get_message(answer_id)
+    stored = await bot.core.store.get_message(int(answer_id))
     assert stored is not None and stored.feedback == -1
     assert "25 days" in stored.text
     [thanks] = fake_slack.responses
@@ -209,7 +210,7 @@ async def test_a_follow_up_posted_while_the_first_answer_streams_is_answered(
     await fake_slack.wait_for(lambda: len(streamed(fake_openai)) == 2)
     fake_openai.release()
     await answered(fake_slack, bot, CHANNEL, asked.ts, n=2)
-    texts = [m.text for m in fake_slack.bot_messages(CHANNEL, asked.ts)]
+    texts = [m.shown for m in fake_slack.bot_messages(CHANNEL, asked.ts)]
     assert "25 days per year" in texts[0] and "HR portal" in texts[1]
 
 

@@ -1,10 +1,10 @@
 """No answer pings the channel: Markdown links to `!channel`, `@U…` or `#C…` and raw `<!here>`
-from the model or from a document reach Slack as escaped text, in the answer, the sources and
-the keyless passages alike (issue 13, item A)."""
+from the model or from a document reach Slack as text that notifies nobody, in the answer, the
+sources and the keyless passages alike (issue 13, item A); in standard Markdown, a mention's `<`
+is followed by an invisible word joiner (issue 15)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 
 import pytest
@@ -23,8 +23,7 @@ HOSTILE_DOC = (
     "Employees get 25 days of paid vacation; <!here> tell [the boss](@U0BOSS) in "
     "[general](#C0GENERAL) and read [the policy](https://example.com/policy).\n"
 )
-# Slack reads these as pings or mentions; the only "<...>" it may get is a web or mail link.
-SLACK_LINK = re.compile(r"<(?:https?://|mailto:)[^<>|\s]+(?:\|[^<>]*)?>", re.IGNORECASE)
+JOINER = "\u2060"  # invisible; breaks `<!here>` for Slack, not for the reader
 
 
 def setup_slack(fake: FakeSlack) -> None:
@@ -55,17 +54,9 @@ async def ask(fake: FakeSlack, bot: Bot) -> Message:
     return answer
 
 
-def everything_shown(message: Message) -> list[str]:
-    """Every text the message showed while it streamed, and its final section blocks."""
-    sections = [
-        str(block["text"]["text"]) for block in message.blocks or [] if block["type"] == "section"
-    ]
-    return [*message.history, *sections]
-
-
-def assert_no_ping(message: Message) -> None:
-    for text in everything_shown(message):
-        assert "<" not in SLACK_LINK.sub("", text), text
+def assert_no_ping(fake: FakeSlack) -> None:
+    """Nothing any write showed (every edit, Markdown, mrkdwn fallback text) would notify."""
+    assert fake.notified == []
 
 
 async def test_a_model_answer_linking_to_channel_pings_nobody(
@@ -78,12 +69,12 @@ async def test_a_model_answer_linking_to_channel_pings_nobody(
     )
     answer = await ask(fake_slack, bot)
 
-    assert_no_ping(answer)
-    assert "Ask for everyone (!channel) or &lt;!here&gt;" in answer.text
-    assert "(@U0BOSS)" in answer.text and "(#C0GENERAL)" in answer.text
-    assert "<https://example.com/policy|the policy>" in answer.text  # a real link still links
+    assert_no_ping(fake_slack)
+    assert f"Ask for everyone (!channel) or <{JOINER}!here>" in answer.shown
+    assert "the boss (@U0BOSS)" in answer.shown and "general (#C0GENERAL)" in answer.shown
+    assert "[the policy](https://example.com/policy)" in answer.shown  # a real link still links
     # The cited document's heading, in the sources footer, is text too.
-    assert "pings.md › Vacation days for everyone (!channel)" in answer.text
+    assert "pings.md › Vacation days for everyone (!channel)" in answer.shown
 
 
 async def test_keyless_passages_and_their_sources_ping_nobody(
@@ -91,6 +82,6 @@ async def test_keyless_passages_and_their_sources_ping_nobody(
 ) -> None:
     answer = await ask(fake_slack, keyless_bot)
 
-    assert_no_ping(answer)
-    assert "pings.md › Vacation days for everyone (!channel)" in answer.text
-    assert "&lt;!here&gt; tell the boss (@U0BOSS)" in answer.text
+    assert_no_ping(fake_slack)
+    assert "pings.md › Vacation days for everyone (!channel)" in answer.shown
+    assert f"<{JOINER}!here> tell the boss (@U0BOSS)" in answer.shown

@@ -1,6 +1,7 @@
-"""SlackSurface against the fake Web API: thread posts and edits, feedback blocks, and every
-refusal surfacing as the bot's error (429s with their Retry-After, outages as
-`PlatformUnavailable`, neither retried in hiding)."""
+"""SlackSurface against the fake Web API: thread posts and edits in standard Markdown (mrkdwn
+where the workspace's Slack refuses it), feedback blocks, and every refusal surfacing as the
+bot's error (429s with their Retry-After, outages as `PlatformUnavailable`, neither retried in
+hiding)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,15 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetr
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from adapters.slack.formats import SlackFormats
 from adapters.slack.listeners import strip_mention
-from adapters.slack.surface import MAX_MESSAGE_BYTES, SECTION_TEXT_LIMIT, SlackSurface
+from adapters.slack.surface import (
+    FALLBACK_CHARS,
+    MAX_MARKDOWN_CHARS,
+    MAX_MESSAGE_BYTES,
+    SECTION_TEXT_LIMIT,
+    SlackSurface,
+)
 from adapters.slack.web_api import platform_error
 from bot.errors import PlatformError, PlatformRateLimited, PlatformUnavailable
 from bot.settings import Settings
@@ -40,7 +48,7 @@ async def surface(fake_slack: FakeSlack) -> SlackSurface:
     )
     settings = Settings(_env_file=None, slack_update_rate=7, slack_post_rate=3)
     return SlackSurface(
-        client, settings, team="T1", channel=CHANNEL, thread_ts=parent.ts, render=str.upper
+        client, settings, team="T1", channel=CHANNEL, thread_ts=parent.ts, formats=SlackFormats()
     )
 
 
@@ -53,18 +61,42 @@ async def test_posts_into_the_thread_and_edits_in_place(
     [_, answer] = fake_slack.thread(CHANNEL, parent.ts)
     assert answer.ts == ts and answer.thread_ts == parent.ts
     assert answer.history == ["thinking", "the answer"]
-    assert answer.blocks is None and answer.buttons == {}
+    assert answer.markdown and answer.blocks is None and answer.buttons == {}
+    assert {call.method: set(call.args) - {"team_id"} for call in fake_slack.calls} == {
+        "chat.postMessage": {
+            "channel",
+            "thread_ts",
+            "markdown_text",
+            "unfurl_links",
+            "unfurl_media",
+        },
+        "chat.update": {"channel", "ts", "markdown_text"},
+    }
 
 
-async def test_the_final_write_carries_the_text_and_feedback_buttons(
+async def test_the_final_write_carries_a_markdown_block_and_the_feedback_element(
     fake_slack: FakeSlack, surface: SlackSurface
 ) -> None:
+    long_text = "\n".join(f"line {n} **" + "x" * 60 + "**" for n in range(50))
+    ts = await surface.post("thinking")
+    await surface.edit(ts, long_text, final=Final(42))
+    message = fake_slack.messages[(CHANNEL, ts)]
+    assert message.shown == long_text  # as standard Markdown, whole
+    # The mrkdwn notification text beside the blocks, cut to what chat.update takes.
+    assert message.text.startswith("line 0 *xxx") and len(message.text) <= FALLBACK_CHARS
+    assert message.buttons == {"feedback:positive": "good:42", "feedback:negative": "bad:42"}
+
+
+async def test_where_slack_refuses_them_the_final_write_has_sections_and_thumbs(
+    fake_slack: FakeSlack, surface: SlackSurface
+) -> None:
+    fake_slack.teams["T1"].markdown = fake_slack.teams["T1"].feedback_buttons = False
     long_text = "\n".join(f"line {n} " + "x" * 60 for n in range(50))  # > one section
     assert len(long_text) > SECTION_TEXT_LIMIT
     ts = await surface.post("thinking")
     await surface.edit(ts, long_text, final=Final(42))
     message = fake_slack.messages[(CHANNEL, ts)]
-    assert message.text == long_text  # the fallback text stays
+    assert not message.markdown and message.text.startswith("line 0")
     assert message.buttons == {"feedback_up": "42", "feedback_down": "42"}
     sections = [b["text"]["text"] for b in message.blocks or [] if b["type"] == "section"]
     assert len(sections) == 2 and all(len(s) <= SECTION_TEXT_LIMIT for s in sections)
@@ -99,7 +131,7 @@ async def test_other_refusals_become_platform_errors_without_the_token(
 ) -> None:
     ts = await surface.post("short")
     with pytest.raises(PlatformError) as too_long:
-        await surface.edit(ts, "x" * (fake_slack.max_text + 1))
+        await surface.edit(ts, "x" * (MAX_MARKDOWN_CHARS + 1))
     assert not isinstance(too_long.value, PlatformRateLimited)
     assert "msg_too_long" in str(too_long.value)
     assert fake_slack.teams["T1"].token not in str(too_long.value)
@@ -115,7 +147,7 @@ async def test_an_outage_is_platform_unavailable_and_a_refusal_is_not(
     assert "HTTP 500" in str(down.value)
     assert fake_slack.count("chat.update") == 1  # not retried in hiding either
     with pytest.raises(PlatformError) as refused:
-        await surface.post("x" * (fake_slack.max_text + 1))
+        await surface.post("x" * (MAX_MARKDOWN_CHARS + 1))
     assert not isinstance(refused.value, PlatformUnavailable)
 
 
@@ -157,9 +189,18 @@ def test_budgets_measure_and_render(surface: SlackSurface) -> None:
     assert surface.edit_budget.key == "slack:T1:chat.update"  # shared by the workspace
     assert (surface.edit_budget.rate, surface.post_budget.rate) == (7, 3)
     assert surface.post_budget.key == f"slack:T1:{CHANNEL}:chat.postMessage"  # per channel
-    assert surface.measure("é") == 2  # bytes, as Slack counts
+    assert surface.measure("é👍") == 3  # characters, an emoji as two (UTF-16)
+    assert surface.max_size == MAX_MARKDOWN_CHARS == 12_000
+    assert surface.render("**hi** <!here>") == "**hi** <\u2060!here>"  # Markdown, inert
+
+
+async def test_a_workspace_refusing_markdown_is_measured_as_mrkdwn(
+    fake_slack: FakeSlack, surface: SlackSurface
+) -> None:
+    fake_slack.teams["T1"].markdown = False
+    await surface.post("**thinking**")
+    assert surface.measure("é") == 2  # bytes, as Slack counts mrkdwn
     assert surface.max_size == MAX_MESSAGE_BYTES < 4000
-    assert surface.render("*hi*") == "*HI*"
 
 
 def test_strip_mention_removes_only_the_bot() -> None:

@@ -13,6 +13,8 @@ Slack does and posts them to the bot, and it serves Socket Mode.
     web_api.py  the Web API methods it serves, from the state
     state.py    workspaces, people, messages, the calls made; the fake app's credentials
     rules.py    rate-limit windows, size limits, the spec's methods and arguments
+    markdown.py standard Markdown (markdown_text, the markdown block), the feedback buttons
+                element, a workspace whose Slack refuses them, who a message would notify
     events.py   Slack calling the bot: signed events, commands, clicks, modal submissions,
                 Socket Mode pushes
     views.py    modals: trigger_ids, views.open, what a submission's answer does to a view

@@ -122,8 +122,9 @@ class SlackSender(AssistantApi):
     async def click(
         self, team_id: str, message: Message, action_id: str, user: str
     ) -> aiohttp.ClientResponse:
-        """A person clicks a button the bot put on `message` (it must really be there)."""
-        value = message.buttons[action_id]
+        """A person clicks a button the bot put on `message` (it must really be there): a
+        `buttons` key, so `feedback:negative` for a feedback buttons element's 👎."""
+        block_id, action = message.controls()[action_id]
         team = self.teams[team_id]
         payload = {
             "type": "block_actions",
@@ -142,15 +143,7 @@ class SlackSender(AssistantApi):
             "channel": {"id": message.channel},
             "message": message.to_json(),
             "response_url": f"{self.url}/response/{next(self._ids)}",
-            "actions": [
-                {
-                    "type": "button",
-                    "action_id": action_id,
-                    "block_id": "answer_feedback",
-                    "value": value,
-                    "action_ts": f"{time.time():.6f}",
-                }
-            ],
+            "actions": [{**action, "block_id": block_id, "action_ts": f"{time.time():.6f}"}],
         }
         body = urlencode({"payload": json.dumps(payload)})
         return await self._send(body, {"Content-Type": "application/x-www-form-urlencoded"})

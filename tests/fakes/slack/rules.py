@@ -113,7 +113,9 @@ def content_error(args: dict[str, Any], max_text: int) -> str | None:
     if len(text) > max_text:
         return "msg_too_long"
     for block in found or []:
+        if block.get("type") != "section":
+            continue
         section = (block.get("text") or {}).get("text")
-        if block.get("type") == "section" and not (0 < len(section or "") <= SECTION_LIMIT):
+        if not 0 < len(section or "") <= SECTION_LIMIT:
             return "invalid_blocks"
     return None

@@ -34,6 +34,9 @@ class Team:
     bot_id: str
     enterprise_id: str | None = None
     users: dict[str, User] = field(default_factory=dict)
+    # Whether its Slack knows standard Markdown and the feedback buttons element (see markdown.py)
+    markdown: bool = True
+    feedback_buttons: bool = True
 
 
 @dataclass
@@ -46,6 +49,7 @@ class Message:
     thread_ts: str | None = None
     blocks: list[dict[str, Any]] | None = None
     history: list[str] = field(default_factory=list)  # every text this message has shown
+    markdown: bool = False  # `text` is standard Markdown (sent as markdown_text)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"type": "message", "text": self.text, "ts": self.ts}
@@ -60,13 +64,42 @@ class Message:
         return data
 
     @property
+    def shown(self) -> str:
+        """What people read in the message: its markdown blocks, else its section blocks, else
+        its text (with blocks, `text` is only the notification fallback)."""
+        found = self.blocks or []
+        markdown = [str(b.get("text", "")) for b in found if b.get("type") == "markdown"]
+        sections = [str(b["text"]["text"]) for b in found if b.get("type") == "section"]
+        if markdown or sections:
+            return "\n".join(markdown or sections)
+        return self.text
+
+    @property
     def buttons(self) -> dict[str, str]:
-        """action_id -> value of the buttons in the message's blocks."""
-        found: dict[str, str] = {}
+        """action_id -> value of the buttons in the message's blocks; a feedback buttons
+        element's two as `action_id:positive` and `action_id:negative`."""
+        return {key: action["value"] for key, (_, action) in self.controls().items()}
+
+    def controls(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Each button by its `buttons` key: its block_id, and the action a click sends."""
+        found: dict[str, tuple[str, dict[str, Any]]] = {}
         for block in self.blocks or []:
+            block_id = str(block.get("block_id", ""))
             for element in block.get("elements", []):
-                if element.get("type") == "button":
-                    found[element["action_id"]] = element.get("value", "")
+                kind, action_id = element.get("type"), element.get("action_id", "")
+                if kind == "button":
+                    action = {"type": kind, "action_id": action_id, "value": element["value"]}
+                    found[action_id] = (block_id, action)
+                elif kind == "feedback_buttons":
+                    for side in ("positive", "negative"):
+                        button = element[f"{side}_button"]
+                        action = {
+                            "type": kind,
+                            "action_id": action_id,
+                            "value": button["value"],
+                            "text": button["text"],
+                        }
+                        found[f"{action_id}:{side}"] = (block_id, action)
         return found
 
 
@@ -99,6 +132,7 @@ class SlackState:
         self.calls: list[Call] = []
         self.responses: list[dict[str, Any]] = []  # bodies posted to response_url
         self.violations: list[str] = []
+        self.notified: list[tuple[str, str]] = []  # (message ts, mention) a write would ping
         self.codes: dict[str, str] = {}  # OAuth code -> team id
         self._ts = itertools.count(1)
         self._ids = itertools.count(1)

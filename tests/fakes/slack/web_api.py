@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.slack.assistant import AssistantApi, add_assistant_specs
+from tests.fakes.slack.markdown import markdown_error, show, uses_markdown_text
 from tests.fakes.slack.rules import MAX_TEXT, Window, content_error, load_spec, spec_problems
 from tests.fakes.slack.state import (
     APP_ID,
@@ -21,7 +22,6 @@ from tests.fakes.slack.state import (
     Message,
     Team,
     User,
-    blocks,
 )
 
 Answer = tuple[int, dict[str, Any], dict[str, str]]  # HTTP status, JSON body, headers
@@ -104,7 +104,7 @@ class WebApi(AssistantApi):
             )
             if method != "chat.postEphemeral" and (wait := limiter.retry_after(key)) is not None:
                 return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(wait)}
-            if (error := content_error(args, self.max_text)) is not None:
+            if (error := self._content_error(args, team)) is not None:
                 return 200, {"ok": False, "error": error}, {}
             if method == "chat.postMessage":
                 return 200, self._post(team, channel, args), {}
@@ -121,13 +121,12 @@ class WebApi(AssistantApi):
         message = Message(
             channel=channel,
             ts=self._next_ts(),
-            text=str(args.get("text") or ""),
+            text="",
             bot_id=team.bot_id,
             user=team.bot_user_id,
             thread_ts=thread_ts,
-            blocks=blocks(args.get("blocks")),
         )
-        message.history.append(message.text)
+        self._show(message, args, team, update=False)
         self.messages[(channel, message.ts)] = message
         self.replied_in_thread(channel, thread_ts)
         return {"ok": True, "channel": channel, "ts": message.ts, "message": message.to_json()}
@@ -138,11 +137,16 @@ class WebApi(AssistantApi):
             return 200, {"ok": False, "error": "message_not_found"}, {}
         if message.bot_id != team.bot_id:
             return 200, {"ok": False, "error": "cant_update_message"}, {}
-        message.text = str(args.get("text") or "")
-        if "blocks" in args:
-            message.blocks = blocks(args["blocks"])
-        message.history.append(message.text)
+        self._show(message, args, team, update=True)
         return 200, {"ok": True, "channel": channel, "ts": message.ts, "text": message.text}, {}
+
+    def _content_error(self, args: dict[str, Any], team: Team) -> str | None:
+        if (error := markdown_error(args, team)) is not None or uses_markdown_text(args, team):
+            return error
+        return content_error(args, self.max_text)
+
+    def _show(self, message: Message, args: dict[str, Any], team: Team, *, update: bool) -> None:
+        self.notified += [(message.ts, found) for found in show(message, args, team, update=update)]
 
     def _auth_test(self, team: Team) -> dict[str, Any]:
         return {
