@@ -8,8 +8,11 @@ published OpenAPI spec (`tests/specs/discord-openapi.json`, a copy of ../shared/
 assert `violations` stays empty.
 
     server.py    FakeDiscord: the aiohttp app, REST checking, recording and routing
-    writes.py    what the bot's writes do: messages, interaction callbacks, commands, threads
+    writes.py    what the bot's writes do: messages, interaction callbacks, commands, threads,
+                 and the interaction token's 15 minutes (`token_lifetime`: later writes get 401)
     gateway.py   the gateway handshake, and people's slash commands, clicks and messages
+    people.py    message commands ("Ask about this message"), forum posts, messages the bot
+                 can't see (DMs of others, servers that only have the app user-installed)
     sessions.py  one session per IDENTIFY (a shard, or the whole bot): the guilds it carries,
                  what it was sent, and the checks of IDENTIFY itself
     state.py     users, guilds, channels, messages, interactions, what was requested

@@ -88,18 +88,50 @@ class Gateway(DiscordState):
     # -- driving the bot ----------------------------------------------------------------------
 
     async def slash(
-        self, guild_id: str, channel_id: str, user_id: str, name: str, **options: str
+        self,
+        guild_id: str | None,
+        channel_id: str,
+        user_id: str,
+        name: str,
+        *,
+        user_install: bool = False,
+        **options: str | bool,
     ) -> Interaction:
-        command = next(c for c in self.visible_commands(guild_id) if c["name"] == name)
+        """`user_id` runs slash command `name` (in a DM when `guild_id` is None); with
+        `user_install`, through the app installed to their account rather than the server."""
+        command = self._command(guild_id, name, 1, user_install=user_install)
         data: dict[str, Any] = {
             "id": command["id"],
             "name": name,
             "type": 1,
-            "options": [{"name": k, "type": 3, "value": v} for k, v in options.items()],
+            "options": [
+                {"name": k, "type": 5 if isinstance(v, bool) else 3, "value": v}
+                for k, v in options.items()
+            ],
         }
         if command.get("guild_id"):
             data["guild_id"] = command["guild_id"]
-        return await self._interact(2, guild_id, channel_id, user_id, data)
+        return await self._interact(
+            2, guild_id, channel_id, user_id, data, user_install=user_install
+        )
+
+    def _command(
+        self, guild_id: str | None, name: str, kind: int, *, user_install: bool = False
+    ) -> dict[str, Any]:
+        """The synced command a person can run there; in a DM, or through a user install, only
+        global commands that allow it (Discord shows no others)."""
+        listed = self.visible_commands(guild_id) if guild_id else self.commands.get("global", [])
+        found = [c for c in listed if c["name"] == name and c.get("type", 1) == kind]
+        assert found, f"no {name!r} command of type {kind} is synced where it was used"
+        command = found[0]
+        installs, contexts = command.get("integration_types"), command.get("contexts")
+        install = 1 if user_install else 0
+        context = 0 if guild_id else 2
+        assert installs is None or install in installs, f"{name!r} can't be installed so"
+        assert contexts is None or context in contexts, (
+            f"{name!r} isn't offered in context {context}"
+        )
+        return command
 
     async def submit_modal(
         self, guild_id: str, channel_id: str, user_id: str, modal: dict[str, Any], value: str
@@ -118,11 +150,20 @@ class Gateway(DiscordState):
         return await self._interact(5, guild_id, channel_id, user_id, data)
 
     async def click(
-        self, guild_id: str, channel_id: str, user_id: str, message_id: str, custom_id: str
+        self,
+        guild_id: str | None,
+        channel_id: str,
+        user_id: str,
+        message_id: str,
+        custom_id: str,
+        *,
+        user_install: bool = False,
     ) -> Interaction:
         data = {"custom_id": custom_id, "component_type": 2}
         extra = {"message": self.messages[message_id]}
-        return await self._interact(3, guild_id, channel_id, user_id, data, extra)
+        return await self._interact(
+            3, guild_id, channel_id, user_id, data, extra, user_install=user_install
+        )
 
     async def say(
         self,
@@ -191,7 +232,7 @@ class Gateway(DiscordState):
             await ws.close(code=INVALID_SHARD, message=b"Invalid shard.")
             return
         session = Session.open(ws, shard)
-        guilds = [g for g in self.guilds.values() if session.carries(g.id)]
+        guilds = [g for g in self.guilds.values() if g.bot_member and session.carries(g.id)]
         if len(guilds) > self.max_guilds_per_shard:
             await ws.close(code=SHARDING_REQUIRED, message=b"Sharding required.")
             return
@@ -250,22 +291,38 @@ class Gateway(DiscordState):
     async def _interact(
         self,
         kind: int,
-        guild_id: str,
+        guild_id: str | None,
         channel_id: str,
         user_id: str,
         data: dict[str, Any],
         extra: dict[str, Any] | None = None,
+        *,
+        user_install: bool = False,
     ) -> Interaction:
         interaction = Interaction(
             snowflake(),
             f"itoken-{snowflake()}",
             kind,
-            guild_id,
+            guild_id or "",
             channel_id,
             user_id,
             created_at=self.clock(),
         )
         self._add_interaction(interaction)
+        # Who installed the app for this interaction: the server (0) or the person (1).
+        owners = {"1": user_id} if user_install else {"0": guild_id}
+        where: dict[str, Any]
+        if guild_id is not None:
+            where = {
+                "guild_id": guild_id,
+                "member": payloads.member(
+                    self.guilds[guild_id].members.get(user_id, 0), self.users[user_id]
+                ),
+                "guild_locale": "en-US",
+                "context": 0,
+            }
+        else:
+            where = {"user": self.users[user_id], "context": 2}
         await self._dispatch(
             "INTERACTION_CREATE",
             {
@@ -273,21 +330,16 @@ class Gateway(DiscordState):
                 "application_id": self.application_id,
                 "type": kind,
                 "data": data,
-                "guild_id": guild_id,
                 "channel_id": channel_id,
                 "channel": self.channels[channel_id],
-                "member": payloads.member(
-                    self.guilds[guild_id].members.get(user_id, 0), self.users[user_id]
-                ),
                 "token": interaction.token,
                 "version": 1,
                 "app_permissions": str(MEMBER_PERMISSIONS),
                 "locale": "en-US",
-                "guild_locale": "en-US",
                 "entitlements": [],
-                "authorizing_integration_owners": {"0": guild_id},
-                "context": 0,
+                "authorizing_integration_owners": owners,
                 "attachment_size_limit": 10_485_760,
+                **where,
                 **(extra or {}),
             },
         )

@@ -37,6 +37,24 @@ def text_channel(channel_id: str, guild_id: str, name: str = "general") -> dict[
     }
 
 
+def forum_channel(channel_id: str, guild_id: str, name: str) -> dict[str, Any]:
+    """A forum channel (type 15): people open posts in it, each a thread with a starter message."""
+    return {
+        **text_channel(channel_id, guild_id, name),
+        "type": 15,
+        "available_tags": [],
+        "default_reaction_emoji": None,
+        "default_sort_order": None,
+        "default_forum_layout": 0,
+        "flags": 0,
+    }
+
+
+def dm_channel(channel_id: str, recipient: dict[str, Any]) -> dict[str, Any]:
+    """A direct message channel between a person and (here) someone other than the bot."""
+    return {"id": channel_id, "type": 1, "recipients": [recipient], "last_message_id": None}
+
+
 def thread(
     thread_id: str, parent: dict[str, Any], owner_id: str, name: str, archive_minutes: int
 ) -> dict[str, Any]:

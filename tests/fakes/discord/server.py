@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
 from tests.fakes.discord import payloads
+from tests.fakes.discord.gateway import MESSAGE_CONTENT_INTENT
 from tests.fakes.discord.rules import json_response, unknown
 from tests.fakes.discord.spec import SpecChecker
 from tests.fakes.discord.state import FAKE_TOKEN, RestCall
@@ -181,16 +183,22 @@ class FakeDiscord(Writes):
                 interaction = self.interaction_for_token(token)
                 if interaction is None or interaction.original_id is None:
                     return unknown("Unknown Message", 10008)
+                if (expired := self._expired(call, interaction)) is not None:
+                    return expired
                 return self._edit(call, interaction.original_id)
             case ("PATCH", ["webhooks", _, token, "messages", message_id]):
                 interaction = self.interaction_for_token(token)
                 if interaction is None or message_id not in interaction.followup_ids:
                     return unknown("Unknown Message", 10008)
+                if (expired := self._expired(call, interaction)) is not None:
+                    return expired
                 return self._edit(call, message_id)
             case ("POST", ["webhooks", _, token]):
                 interaction = self.interaction_for_token(token)
                 if interaction is None:
                     return unknown("Unknown Webhook", 10015)
+                if (expired := self._expired(call, interaction)) is not None:
+                    return expired
                 response = self._create(call, interaction.channel_id, webhook=True)
                 if response.status == 200:
                     assert isinstance(response.body, bytes)
@@ -202,7 +210,7 @@ class FakeDiscord(Writes):
                 message = self.messages.get(message_id)
                 if message is None or message["channel_id"] != channel_id:
                     return unknown("Unknown Message", 10008)
-                return json_response(message)
+                return json_response(self._as_read(message))
             case ("PATCH", ["channels", channel_id, "messages", message_id]):
                 message = self.messages.get(message_id)
                 if message is None or message["channel_id"] != channel_id:
@@ -210,8 +218,20 @@ class FakeDiscord(Writes):
                 return self._edit(call, message_id)
             case ("POST", ["channels", channel_id, "messages", message_id, "threads"]):
                 return self._thread(channel_id, message_id, body)
+            case ("POST", ["channels", channel_id, "threads"]):
+                return self._thread(channel_id, None, body)
         self.violations.append(f"{method} /{'/'.join(parts)}: not implemented by the fake")
         return unknown("404: Not Found", 0)
+
+    def _as_read(self, message: dict[str, Any]) -> dict[str, Any]:
+        """A message as the bot may read it: without its content unless the bot wrote it, it
+        mentions the bot, or the bot has the message content intent (REST withholds it too)."""
+        readable = (
+            self._intents & MESSAGE_CONTENT_INTENT
+            or message["author"]["id"] == self.bot_id
+            or any(user["id"] == self.bot_id for user in message.get("mentions", []))
+        )
+        return message if readable else {**message, "content": ""}
 
 
 def _bound_port(site: web.TCPSite) -> int:

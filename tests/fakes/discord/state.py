@@ -41,6 +41,9 @@ class Guild:
     name: str
     channel_ids: list[str]
     members: dict[str, int]  # user id -> permission bits
+    # False: a server where someone installed the app to their account but the bot never
+    # joined (a user install): its commands arrive, its events and channels never do.
+    bot_member: bool = True
 
 
 @dataclass
@@ -116,6 +119,10 @@ class DiscordState:
         self.crawled: list[str] = []  # links Discord fetched to preview them, as people saw them
         self.violations: list[str] = []
         self.rate_limited = 0
+        # How long an interaction's token lets the app write its response and follow-ups
+        # (Discord: 15 minutes); a test may shorten it. Later writes get 401 and a violation.
+        self.token_lifetime = 15 * 60.0
+        self.expired_writes = 0
         self.changed = asyncio.Condition()
         self.users[self.bot_id] = payloads.user(self.bot_id, "answerbot", bot=True)
 
@@ -127,13 +134,18 @@ class DiscordState:
         return user_id
 
     def add_guild(
-        self, name: str, members: dict[str, int], *, shard: tuple[int, int] | None = None
+        self,
+        name: str,
+        members: dict[str, int],
+        *,
+        shard: tuple[int, int] | None = None,
+        bot_member: bool = True,
     ) -> tuple[str, str]:
-        """A guild with one text channel, on shard (id, count) if given; returns (guild id,
-        channel id)."""
+        """A guild with one text channel, on shard (id, count) if given, the bot in it unless
+        `bot_member` is False; returns (guild id, channel id)."""
         guild_id = snowflake() if shard is None else snowflake_on_shard(*shard)
         channel_id = snowflake()
-        self.guilds[guild_id] = Guild(guild_id, name, [channel_id], dict(members))
+        self.guilds[guild_id] = Guild(guild_id, name, [channel_id], dict(members), bot_member)
         self.channels[channel_id] = payloads.text_channel(channel_id, guild_id)
         return guild_id, channel_id
 
@@ -142,6 +154,20 @@ class DiscordState:
         channel_id = channel_id or snowflake()
         self.channels[channel_id] = payloads.text_channel(channel_id, guild_id, name)
         self.guilds[guild_id].channel_ids.append(channel_id)
+        return channel_id
+
+    def add_forum(self, guild_id: str, name: str = "help") -> str:
+        """A forum channel in the guild; returns its id."""
+        channel_id = snowflake()
+        self.channels[channel_id] = payloads.forum_channel(channel_id, guild_id, name)
+        self.guilds[guild_id].channel_ids.append(channel_id)
+        return channel_id
+
+    def add_dm(self, user_id: str) -> str:
+        """A direct message channel of `user_id` with someone else (where a user-installed
+        app's commands work though the bot is not in it); returns its id."""
+        channel_id = snowflake()
+        self.channels[channel_id] = payloads.dm_channel(channel_id, self.users[user_id])
         return channel_id
 
     def _add_interaction(self, interaction: Interaction) -> None:

@@ -13,8 +13,8 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.discord import payloads
-from tests.fakes.discord.gateway import Gateway
 from tests.fakes.discord.payloads import TIMESTAMP
+from tests.fakes.discord.people import People
 from tests.fakes.discord.rules import (
     ACK_DEADLINE_SECONDS,
     EPHEMERAL,
@@ -34,7 +34,7 @@ from tests.fakes.discord.state import FAKE_TOKEN, Interaction, MessageWrite, Res
 DEFAULT_ARCHIVE_MINUTES = 1440
 
 
-class Writes(Gateway):
+class Writes(People):
     """The bot's writes on top of the gateway (a thread it creates is announced there)."""
 
     def __init__(
@@ -72,6 +72,7 @@ class Writes(Gateway):
                 "application_id": self.application_id,
                 "version": snowflake(),
                 "type": 1,
+                "description": "",  # what Discord stores for a message command
                 "default_member_permissions": None,
                 "nsfw": False,
                 **command,
@@ -127,6 +128,9 @@ class Writes(Gateway):
         body: dict[str, Any] = call.body
         if channel_id not in self.channels:
             return unknown("Unknown Channel", 10003)
+        if not webhook and not self._bot_can_post(channel_id):
+            self.violations.append(f"create in {channel_id}: the bot is not in that channel")
+            return json_response({"message": "Missing Access", "code": 50001}, status=403)
         if not self._mentions_off("create", body, needs_content=True):
             return invalid()
         content = body.get("content") or ""
@@ -178,18 +182,61 @@ class Writes(Gateway):
         message["edited_timestamp"] = TIMESTAMP
         return self._with_budget_headers(json_response(message), channel_id)
 
-    def _thread(self, channel_id: str, message_id: str, body: dict[str, Any]) -> web.Response:
-        parent = self.channels[channel_id]
-        # Discord gives a thread started from a message that message's id.
+    def _thread(
+        self, channel_id: str, message_id: str | None, body: dict[str, Any]
+    ) -> web.Response:
+        """A thread started from a message (with that message's id) or, without one, a new
+        thread in a text channel (public unless the body asks for type 12)."""
+        parent = self.channels.get(channel_id)
+        if parent is None:
+            return unknown("Unknown Channel", 10003)
+        if parent["type"] not in (0, 5):  # text and announcement channels only
+            return json_response(
+                {"message": "Cannot execute action on this channel type", "code": 50024},
+                status=400,
+            )
+        if message_id is not None:
+            message = self.messages.get(message_id)
+            if message is None or message["channel_id"] != channel_id:
+                return unknown("Unknown Message", 10008)
+            if message_id in self.channels:
+                return json_response(
+                    {
+                        "message": "A thread has already been created for this message",
+                        "code": 160004,
+                    },
+                    status=400,
+                )
+        thread_id = message_id or snowflake()
         archive_minutes = body.get("auto_archive_duration", DEFAULT_ARCHIVE_MINUTES)
-        thread = payloads.thread(message_id, parent, self.bot_id, body["name"], archive_minutes)
-        self.channels[message_id] = thread
+        thread = payloads.thread(thread_id, parent, self.bot_id, body["name"], archive_minutes)
+        if message_id is None and body.get("type") == 12:
+            thread["type"] = 12
+        self.channels[thread_id] = thread
         asyncio.get_running_loop().create_task(
             self._dispatch("THREAD_CREATE", {**thread, "newly_created": True})
         )
         return json_response(thread, status=201)
 
     # -- Discord's rules, applied ---------------------------------------------------------------
+
+    def _bot_can_post(self, channel_id: str) -> bool:
+        """A DM of other people, or a server the bot never joined: only an interaction's
+        response can show anything there."""
+        guild = self.guilds.get(self.channels[channel_id].get("guild_id") or "")
+        return guild is not None and guild.bot_member
+
+    def _expired(self, call: RestCall, interaction: Interaction) -> web.Response | None:
+        """The 401 Discord answers a write through an interaction token past its lifetime (15
+        minutes), or None. The bot must never send one: what it says would be lost."""
+        if self.clock() - interaction.created_at <= self.token_lifetime:
+            return None
+        self.expired_writes += 1
+        self.violations.append(
+            f"{call.method} /{'/'.join(call.parts[:2])}/…: interaction {interaction.id}'s "
+            "token had expired"
+        )
+        return json_response({"message": "Invalid Webhook Token", "code": 50027}, status=401)
 
     def _mentions_off(self, what: str, body: dict[str, Any], *, needs_content: bool) -> bool:
         problem = mentions_problem(what, body, needs_content=needs_content)
