@@ -149,6 +149,11 @@ class Settings(BaseSettings):
     discord_message_content: bool = False
     # Servers the bot serves; it leaves any other (adapters/discord/allowed.py). Empty: every one.
     discord_allowed_guilds: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Forum channels whose every new post the bot answers in the post (adapters/discord/answers.py).
+    discord_forum_channels: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # An interaction's token lets /ask write for 15 minutes: an answer still streaming this many
+    # seconds after the question moves on into a channel message (adapters/discord/handover.py).
+    discord_handover_seconds: float = Field(default=13 * 60.0, gt=0, lt=15 * 60.0)
     # Sharding (adapters/discord/shards.py): Discord requires it at 2,500 servers per shard. The
     # total number of shards, and the ones this process runs (unset: all of them). Both unset:
     # one connection without sharding.
@@ -215,6 +220,11 @@ class Settings(BaseSettings):
     @classmethod
     def _discord_guilds(cls, value: object) -> object:
         return _ids(value, DISCORD_GUILD, "123456789012345678 (a server's id)")
+
+    @field_validator("discord_forum_channels", mode="before")
+    @classmethod
+    def _discord_forums(cls, value: object) -> object:
+        return _ids(value, DISCORD_GUILD, "123456789012345678 (a forum channel's id)")
 
     @field_validator("discord_shard_ids", mode="before")
     @classmethod

@@ -19,6 +19,7 @@ import discord
 log = logging.getLogger(__name__)
 
 NOT_ALLOWED = "This bot isn't available in this server; ask the person who runs it."
+SERVERS_ONLY = "This bot answers only in the servers its operator chose, not in direct messages."
 
 
 class AllowedGuilds:
@@ -39,7 +40,14 @@ class AllowedGuilds:
         return False
 
     async def check(self, interaction: discord.Interaction[Any]) -> bool:
-        """The command tree's check before any command: a private refusal where not served."""
+        """The command tree's check before any command: a private refusal where not served.
+
+        A command in a DM or group DM (the app installed to a person's account) is refused too
+        when servers are listed: an operator who chose servers did not choose everyone's DMs.
+        """
+        if interaction.guild_id is None and self._entries:
+            await interaction.response.send_message(SERVERS_ONLY, ephemeral=True)
+            return False
         if self.allows(interaction.guild_id):
             return True
         await interaction.response.send_message(NOT_ALLOWED, ephemeral=True)

@@ -1,4 +1,5 @@
-"""The Discord client: /ask, @mentions and their threads become one core call each.
+"""The Discord client: /ask, "Ask about this message", @mentions, their threads and new posts
+in listed forums become one core call each (where commands answer: adapters/discord/answers.py).
 
 `build_discord_client` makes the discord.py client for this process's shards (one connection, or
 an AutoShardedClient for several), which prints the invite URL and, in the process running shard
@@ -18,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from adapters.discord.allowed import AllowedGuilds
+from adapters.discord.answers import about_message, answer_forum_post, answer_interaction
 from adapters.discord.commands import (
     build_tree,
     sync_commands,
     workspace_of,
 )
+from adapters.discord.places import THREAD_NAME_LIMIT, place_of
 from adapters.discord.reopen import address, reopener
 from adapters.discord.shards import ShardPlan, report_gateway
 from adapters.discord.surface import (
@@ -52,10 +55,10 @@ INVITE_PERMISSIONS = discord.Permissions(
 ).value
 INVITE_URL = "https://discord.com/oauth2/authorize"
 END_STATE_SECONDS = 10.0  # how long a cancelled answer gets to show its end state
-THREAD_NAME_LIMIT = 100  # Discord's limit on thread names
 MESSAGE_MAP_PREFIX = "discord.thread_of:"  # store setting: message id -> conversation
 NO_QUESTION = "Ask me a question after the mention, for example: @me how do I reset my password?"
 EMPTY_ASK = "Type your question after /ask, for example: /ask how do I reset my password?"
+NO_TEXT = "That message has no text to ask about."
 ALREADY_ANSWERED = "This question was already answered."
 RESTARTING = "The bot is restarting; please ask again in a minute."
 MESSAGE_CHANNELS = (
@@ -63,11 +66,6 @@ MESSAGE_CHANNELS = (
     discord.Thread,
     discord.VoiceChannel,
     discord.PartialMessageable,
-)
-THREAD_TYPES = (
-    discord.ChannelType.public_thread,
-    discord.ChannelType.private_thread,
-    discord.ChannelType.news_thread,
 )
 
 
@@ -99,7 +97,10 @@ class DiscordBot(discord.Client):
         self.core = core
         # Servers not in DISCORD_ALLOWED_GUILDS: commands refused, mentions ignored.
         self.allowed = AllowedGuilds(settings.discord_allowed_guilds)
-        self.tree = build_tree(self, ask=self.ask, keys=core.keys, allowed=self.allowed)
+        self.tree = build_tree(
+            self, ask=self.ask, ask_about=self.ask_about, keys=core.keys, allowed=self.allowed
+        )
+        self.forums = frozenset(int(channel) for channel in settings.discord_forum_channels)
         self.buttons = feedback_buttons(self.on_feedback)
         self._answering: set[asyncio.Task[Any]] = set()
         self._closing = False
@@ -138,35 +139,37 @@ class DiscordBot(discord.Client):
 
     # -- /ask ---------------------------------------------------------------------------------
 
-    async def ask(self, interaction: discord.Interaction[Any], question: str) -> None:
-        guild_id = interaction.guild_id
+    async def ask(
+        self, interaction: discord.Interaction[Any], question: str, thread: bool = False
+    ) -> None:
         question = question.strip()
-        if guild_id is None or not question:
+        if not question:
             await interaction.response.send_message(EMPTY_ASK, ephemeral=True)
             return
-        try:
-            await interaction.response.defer(thinking=True)
-        except discord.HTTPException as error:
-            log.warning("could not defer /ask %s: HTTP %s", interaction.id, error.status)
+        await answer_interaction(self, interaction, question, thread=thread)
+
+    async def ask_about(
+        self, interaction: discord.Interaction[Any], message: discord.Message
+    ) -> None:
+        """ "Ask about this message": the message's text is the question, answered in a thread
+        opened on it."""
+        question = about_message(message, self.settings.max_question_chars)
+        if question is None:
+            await interaction.response.send_message(NO_TEXT, ephemeral=True)
             return
-        channel_id = interaction.channel_id or 0
-        in_thread = interaction.channel is not None and interaction.channel.type in THREAD_TYPES
-        thread_key = f"discord:{guild_id}:{channel_id}"
-        if not in_thread:
-            thread_key += f":{interaction.id}"
-        workspace = workspace_of(guild_id)
-        surface = InteractionSurface(
-            interaction, self.settings, self.remembering(workspace, thread_key), self.buttons
-        )
-        await self._reply(
-            surface,
-            thread_key=thread_key,
-            workspace=workspace,
-            question=question,
-            author=str(interaction.user.id),
-            event_id=f"discord:interaction:{interaction.id}",
-            on_failure=lambda text: interaction.edit_original_response(content=text),
-        )
+        await answer_interaction(self, interaction, question, thread=True, about=message)
+
+    # -- forum posts --------------------------------------------------------------------------
+
+    async def on_thread_create(self, thread: discord.Thread) -> None:
+        # discord.py calls this for threads just created (joining an old one is on_thread_join).
+        if not self._forum_post(thread) or thread.owner_id == (self.user and self.user.id):
+            return
+        if self.allowed.allows(thread.guild.id):
+            await answer_forum_post(self, thread)
+
+    def _forum_post(self, thread: discord.abc.MessageableChannel | discord.Thread) -> bool:
+        return isinstance(thread, discord.Thread) and thread.parent_id in self.forums
 
     # -- mentions and follow-ups --------------------------------------------------------------
 
@@ -176,6 +179,8 @@ class DiscordBot(discord.Client):
         guild_id = message.guild.id
         if not self.allowed.allows(guild_id):
             return
+        if message.id == message.channel.id and self._forum_post(message.channel):
+            return  # a listed forum's new post: answered from its THREAD_CREATE, once
         workspace = workspace_of(guild_id)
         route = await self._route(message, workspace)
         if route is None:
@@ -193,7 +198,7 @@ class DiscordBot(discord.Client):
         surface = MessageSurface(
             channel, self.settings, remember, self.buttons, reference=reference
         )
-        await self._reply(
+        await self.reply_into(
             surface,
             thread_key=thread_key,
             workspace=workspace,
@@ -254,7 +259,7 @@ class DiscordBot(discord.Client):
 
         return remember
 
-    async def _reply(
+    async def reply_into(
         self,
         surface: InteractionSurface | MessageSurface,
         *,
@@ -298,11 +303,11 @@ class DiscordBot(discord.Client):
     async def on_feedback(
         self, interaction: discord.Interaction[Any], answer_id: int, value: int
     ) -> None:
-        stored = interaction.guild_id is not None and await self.core.conversations.feedback(
+        stored = await self.core.conversations.feedback(
             answer_id,
             value,
             user=str(interaction.user.id),
-            workspace=workspace_of(interaction.guild_id),
+            workspace=place_of(interaction).workspace,
         )
         text = "Thanks for the feedback." if stored else "That answer can't take feedback."
         await interaction.response.send_message(text, ephemeral=True)

@@ -1,4 +1,9 @@
-"""The bot's slash commands: /ask and /setkey (with its modal), and syncing them only on change.
+"""The bot's commands: /ask, the "Ask about this message" message command, /setkey (with its
+modal), and syncing them only on change.
+
+/ask and the message command can be installed to a server or to a person's account, and run in
+servers, the bot's DMs and other private channels (`integration_types`, `contexts`); /setkey is for
+servers that installed the bot.
 
 Discord limits command creates per day, so the command set is hashed and synced at start only
 when the hash stored for that application and scope differs. /setkey is for members with Manage
@@ -40,8 +45,12 @@ EMPTY_KEY = "The key was empty, so nothing changed."
 NOTHING_CHANGED = "Nothing changed."
 
 
-# What /ask does with a question: the client's answering (see adapters/discord/client.py).
-AskHandler = Callable[[discord.Interaction[Any], str], Awaitable[None]]
+ASK_ABOUT = "Ask about this message"  # the message command's name, as the Apps menu shows it
+
+# What /ask does with a question (and whether to answer in a thread), and what the message
+# command does with its message: the client's answering (see adapters/discord/client.py).
+AskHandler = Callable[[discord.Interaction[Any], str, bool], Awaitable[None]]
+AskAboutHandler = Callable[[discord.Interaction[Any], discord.Message], Awaitable[None]]
 
 
 def workspace_of(guild_id: int) -> str:
@@ -168,19 +177,37 @@ def build_tree(
     ask: AskHandler,
     keys: KeyAdmin,
     allowed: AllowedGuilds | None = None,
+    ask_about: AskAboutHandler | None = None,
 ) -> app_commands.CommandTree[Any]:
-    """/ask and /setkey on `client`, answering through the callables they are handed, in the
-    servers `allowed` lists (all, without it)."""
+    """/ask, "Ask about this message" and /setkey on `client`, answering through the callables
+    they are handed, in the servers `allowed` lists (all, without it)."""
     tree: app_commands.CommandTree[Any] = _Tree(client, allowed or AllowedGuilds(()))
 
-    @app_commands.command(name="ask", description="Ask a question about this server's documents")
-    @app_commands.describe(question="What you want to know")
-    @app_commands.guild_only()
+    @app_commands.command(name="ask", description="Ask a question about the documents")
+    @app_commands.describe(
+        question="What you want to know",
+        thread="Open a thread for the answer and your follow-ups",
+    )
+    @app_commands.allowed_installs(guilds=True, users=True)
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     async def ask_command(
         interaction: discord.Interaction[Any],
         question: app_commands.Range[str, 1, MAX_QUESTION],
+        thread: bool = False,
     ) -> None:
-        await ask(interaction, question)
+        await ask(interaction, question, thread)
+
+    tree.add_command(ask_command)
+    if ask_about is not None:
+
+        @app_commands.allowed_installs(guilds=True, users=True)
+        @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
+        async def ask_about_command(
+            interaction: discord.Interaction[Any], message: discord.Message
+        ) -> None:
+            await ask_about(interaction, message)
+
+        tree.add_command(app_commands.ContextMenu(name=ASK_ABOUT, callback=ask_about_command))
 
     @app_commands.command(
         name="setkey", description="Set, clear or check this server's model API key (Manage Server)"
@@ -188,13 +215,13 @@ def build_tree(
     @app_commands.describe(action=SETKEY_ACTIONS)
     @app_commands.default_permissions(manage_guild=True)
     @app_commands.guild_only()
+    @app_commands.allowed_installs(guilds=True, users=False)
     async def setkey_command(
         interaction: discord.Interaction[Any],
         action: Literal["set", "clear", "status"] = "set",
     ) -> None:
         await _setkey(interaction, action, keys)
 
-    tree.add_command(ask_command)
     tree.add_command(setkey_command)
     return tree
 

@@ -225,7 +225,7 @@ class InteractionSurface(_DiscordSurface):
         async with platform_call("posting an answer"):
             if self._original_id is None:
                 # The deferred response was created without the flag (defer() takes none).
-                self._original_id = await _edit_interaction_message(
+                self._original_id = await edit_interaction_message(
                     self._interaction, None, text, view
                 )
                 message_id = self._original_id
@@ -245,10 +245,10 @@ class InteractionSurface(_DiscordSurface):
         view = feedback_view(final, self._buttons)
         async with platform_call("editing an answer"):
             followup_id = None if message_id == self._original_id else message_id
-            await _edit_interaction_message(self._interaction, followup_id, text, view)
+            await edit_interaction_message(self._interaction, followup_id, text, view)
 
 
-async def _edit_interaction_message(
+async def edit_interaction_message(
     interaction: discord.Interaction[Any],
     followup_id: str | None,
     text: str,
@@ -313,7 +313,7 @@ class MessageSurface(_DiscordSurface):
         remember: Remember,
         buttons: type[FeedbackButton],
         *,
-        reference: discord.Message | None = None,
+        reference: discord.Message | discord.PartialMessage | None = None,
     ) -> None:
         super().__init__(settings, channel.id, remember, buttons)
         self._channel = channel

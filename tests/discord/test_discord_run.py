@@ -14,6 +14,7 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 from pydantic import SecretStr
 
+from adapters.discord.commands import ASK_ABOUT
 from adapters.discord.run import (
     RESTART_BASE_SECONDS,
     RESTART_CAP_SECONDS,
@@ -42,7 +43,7 @@ async def test_commands_sync_at_start_only_when_the_command_set_changed(
     guilds = [s.guild_id for s in servers]
     async with running_bot(settings, fake):
         assert fake.command_syncs == guilds  # DISCORD_GUILD_IDS: per guild, instant
-        assert {c["name"] for c in fake.commands[guilds[0]]} == {"ask", "setkey"}
+        assert {c["name"] for c in fake.commands[guilds[0]]} == {"ask", ASK_ABOUT, "setkey"}
     async with running_bot(settings, fake) as bot:
         assert fake.command_syncs == guilds  # same commands: no second create
         name = f"discord.commands:{fake.application_id}:guild:{guilds[1]}"
@@ -52,7 +53,7 @@ async def test_commands_sync_at_start_only_when_the_command_set_changed(
     async with running_bot(discord_settings(fake_settings, fake, discord_guild_ids=[]), fake):
         # Global now, and the guild copies are emptied so nobody sees each command twice.
         assert fake.command_syncs[-3:] == ["global", *guilds]
-        assert {c["name"] for c in fake.commands["global"]} == {"ask", "setkey"}
+        assert {c["name"] for c in fake.commands["global"]} == {"ask", ASK_ABOUT, "setkey"}
         assert fake.commands[guilds[0]] == fake.commands[guilds[1]] == []
     async with running_bot(settings, fake):
         assert fake.command_syncs[-3:] == [*guilds, "global"]
