@@ -45,9 +45,14 @@ def about_message(message: discord.Message, limit: int) -> str | None:
     text = message.content.strip()
     if not text:
         return None
-    room = max(limit - len(ABOUT) - 2, 1)
-    lines = text[: room // 2].splitlines()  # quoting adds at most two characters a line
-    return ABOUT + "\n\n" + "\n".join(f"> {line}" for line in lines)
+    question = ABOUT + "\n"
+    for line in text.splitlines():
+        quoted = f"\n> {line}"
+        if len(question) + len(quoted) > limit:  # the core refuses longer questions
+            question += quoted[: limit - len(question)]
+            break
+        question += quoted
+    return question
 
 
 async def answer_interaction(

@@ -66,3 +66,34 @@ async def test_an_answer_outliving_the_token_moves_to_a_channel_message_and_lose
         assert "deploy.md" in rest[-1]["content"]
         assert buttons(rest[-1]) == [f"feedback:up:{answer.id}", f"feedback:down:{answer.id}"]
     assert fake.expired_writes == 0  # never written through the token after it expired
+
+
+async def test_a_switch_inside_a_code_block_closes_it_in_the_reply_and_reopens_it_below(
+    fake: FakeDiscord, fake_openai: FakeOpenAI, servers: list[Server], fake_settings: Settings
+) -> None:
+    alpha = servers[0]
+    fake.token_lifetime = 4.0
+    settings = discord_settings(fake_settings, fake, discord_handover_seconds=1.0)
+    lines = [f"\nrun('make release --stage {n}')" for n in range(40)]
+    async with running_bot(settings, fake) as bot:
+        await set_key(bot, alpha)
+        fake_openai.reply("Run this [1]:\n\n```python", *lines, "\n```\n", interval=0.1)
+        asked = await fake.slash(
+            alpha.guild_id, alpha.channel_id, alpha.member, "ask", question="How do I deploy?"
+        )
+        original = await fake.wait_for(lambda: asked.original_id)
+        rest = await fake.wait_for(
+            lambda: (
+                (found := channel_answer(fake, alpha.channel_id, original))
+                and buttons(found[-1])
+                and found
+            ),
+            30,
+        )
+    head = fake.messages[original]["content"].split(POINTER_START)[0]
+    assert head.count("```") == 2  # the block the switch fell in is closed in the reply
+    assert rest[0]["content"].startswith("```python\n")  # and reopened where it goes on
+    shown = head + "".join(m["content"] for m in rest)
+    for n in range(40):
+        assert shown.count(f"run('make release --stage {n}')") == 1  # each line once, none lost
+    assert fake.expired_writes == 0
