@@ -38,7 +38,7 @@ _SENTENCE_MARKERS = frozenset(
     {"is", "are", "was", "were", "does", "do", "did", "not", "can", "cannot", "can't", "don't",
      "doesn't", "won't", "isn't", "aren't", "should", "must", "will"}
 )  # fmt: skip
-_WORD = re.compile(r"\S+")
+_MARKUP_LEFT = re.compile(r"[<>{}\[\]|]")
 
 _QUESTION_WORDS = frozenset({"how", "what", "why", "when", "where", "which", "who", "whom"})
 _AUXILIARIES = frozenset({"is", "are", "was", "were"})
@@ -176,6 +176,7 @@ def _askable(heading: str) -> bool:
         len(words) >= MIN_WORDS
         and len(heading) <= MAX_HEADING_CHARS
         and ":" not in heading  # "Asking questions: mentions" is two topics
+        and not _MARKUP_LEFT.search(heading)  # HTML or a template left in a heading
         and heading.lower() not in JUNK_HEADINGS
         and not _NUMBERED.match(heading)
     )

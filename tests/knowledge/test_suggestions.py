@@ -66,6 +66,7 @@ def test_a_heading_is_asked_the_way_a_newcomer_would(heading: str, question: str
         "Asking questions: mentions",  # two topics
         "The bot does not answer in Slack",  # a sentence, not a topic
         "How the bot answers",  # no verb to move, and no "do" fits for sure
+        'Refunds <img src=x onerror="alert(1)">',  # markup left in a heading
         "A heading that goes on and on well past what anyone would type as a question to a bot",
         None,
     ],
