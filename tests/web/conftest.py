@@ -16,7 +16,8 @@ import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
 
-from adapters.web.routes import CSRF_HEADER, SESSION_COOKIE, add_web_routes
+from adapters.web.routes import add_web_routes
+from adapters.web.sessions import CSRF_HEADER, SESSION_COOKIE
 from bot.citations import Source
 from bot.errors import InputError, InvalidApiKey, ModelUnavailable
 from bot.keys import KeyPolicy, KeyStatus

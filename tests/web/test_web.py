@@ -12,15 +12,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from adapters.web.api import FAILED_ANSWER_NOTE
 from adapters.web.markdown import render_answer, render_markdown
-from adapters.web.routes import (
-    CSRF_HEADER,
-    FAILED_ANSWER_NOTE,
-    MAX_QUESTION_CHARS,
-    SESSION_COOKIE,
-    WORKSPACE,
-    session_ref,
-)
+from adapters.web.routes import MAX_QUESTION_CHARS
+from adapters.web.sessions import CSRF_HEADER, SESSION_COOKIE, WORKSPACE, session_ref
 from adapters.web.surface import SocketChannel, WebSurface
 from bot.citations import Source
 from bot.streaming.editor import MARKER

@@ -16,7 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import ValidationError
 
 from adapters.web.access import LOGIN_COOKIE, LOGIN_PATH, WEB_ACCESS
-from adapters.web.routes import SESSION_COOKIE, WORKSPACE, add_web_routes
+from adapters.web.routes import add_web_routes
+from adapters.web.sessions import SESSION_COOKIE, WORKSPACE
 from bot.settings import Settings
 from tests.web.conftest import FakeCore, api_headers, frames_until_final, open_page, origin
 

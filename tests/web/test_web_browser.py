@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,10 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from adapters.web.access import WEB_ACCESS
-from adapters.web.routes import SESSION_COOKIE, WORKSPACE, add_web_routes, session_ref, thread_key
+from adapters.web.routes import add_web_routes
+from adapters.web.sessions import SESSION_COOKIE, WORKSPACE, session_ref, thread_key
 from bot.core import Core
+from bot.resources import bundled
 from bot.settings import Settings
 from bot.store import StoredMessage
 from tests.fakes.openai import FAKE_KEY, FakeOpenAI
@@ -367,6 +370,69 @@ async def test_the_settings_form_sets_a_key_and_shows_only_its_end(
         "No key set: answers are quoted passages only."
     )
     assert await core.store.get_api_key(WORKSPACE) is None
+
+
+# -- the first screen --------------------------------------------------------------------------
+
+
+async def show_the_guide(page: Page, core: Core) -> None:
+    """The knowledge folder holds the bundled user guide, as with `make run`; the page reloaded."""
+    for document in bundled("knowledge").glob("*.md"):
+        shutil.copy(document, core.settings.knowledge_dir / document.name)
+    await core.knowledge.refresh()
+    await page.reload()
+    await expect(page.locator("body")).to_have_attribute("data-connected", "true")
+
+
+async def test_the_first_screen_offers_questions_from_the_documents_and_a_click_asks(
+    page: Page, core: Core
+) -> None:
+    await show_the_guide(page, core)
+    offered = await core.suggested_questions()
+    suggestions = page.get_by_role("list", name="Try asking").get_by_role("button")
+
+    await expect(suggestions).to_have_text(offered)
+    assert "How do I get started?" in offered  # the guide's "Getting started"
+    if SCREENSHOTS:
+        folder = Path(SCREENSHOTS)
+        folder.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(folder / "first-screen.png"))
+
+    await suggestions.filter(has_text="How do I get started?").click()
+    await expect(page.locator("article.message.user .body")).to_have_text("How do I get started?")
+    answer = answers(page).last
+    await expect(answer.locator(".sources li").first).to_contain_text("getting-started.md")
+    await expect(page.get_by_role("heading", name="Ask about your documents")).to_be_hidden()
+    [question, _] = await stored_thread(page, core)
+    assert question.text == "How do I get started?"
+
+
+async def test_without_a_key_the_top_says_answers_are_passages_and_how_to_set_one(
+    page: Page, core: Core
+) -> None:
+    banner = page.locator("#key-banner")
+    await expect(banner).to_be_visible()
+    await expect(banner).to_contain_text("No API key is set")
+    await expect(banner).to_contain_text("passages quoted from the documents")
+
+    await banner.get_by_role("button", name="Set a key").click()
+    dialog = page.get_by_role("dialog", name="Settings")
+    await dialog.get_by_label("New API key").fill(FAKE_KEY)
+    await dialog.get_by_role("button", name="Save key").click()
+    await expect(dialog.get_by_role("status")).to_contain_text("is set")
+    await expect(banner).to_be_hidden()
+
+    await page.reload()
+    await expect(banner).to_have_attribute("data-checked", "true")
+    await expect(banner).to_be_hidden()
+
+
+async def test_with_a_key_the_first_screen_has_no_banner(page: Page, keyed: Core) -> None:
+    await page.reload()  # the key was set after the page first loaded
+    await expect(page.locator("body")).to_have_attribute("data-connected", "true")
+    banner = page.locator("#key-banner")
+    await expect(banner).to_have_attribute("data-checked", "true")  # the key was looked up
+    await expect(banner).to_be_hidden()
 
 
 # -- fits a phone ------------------------------------------------------------------------------

@@ -24,6 +24,8 @@
   const keyInput = $("api-key");
   const keyStatus = $("key-status");
   const keyError = $("key-error");
+  const keyBanner = $("key-banner");
+  const suggestions = $("suggestions");
 
   let conversation = localStorage.getItem(STORAGE_KEY) || newConversationId();
   localStorage.setItem(STORAGE_KEY, conversation);
@@ -323,6 +325,40 @@
   question.addEventListener("input", autoGrow);
   $("new-chat").addEventListener("click", startNewChat);
 
+  // -- the first screen --------------------------------------------------------------------
+
+  // Questions made from the documents' headings: a click asks one.
+  async function loadSuggestions() {
+    const data = await api("GET", "/api/suggestions");
+    const questions = data.questions || [];
+    $("suggestion-list").replaceChildren(
+      ...questions.map((text) => {
+        const item = document.createElement("li");
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "button suggestion";
+        button.textContent = text;
+        button.addEventListener("click", () => {
+          question.value = text;
+          ask();
+        });
+        item.append(button);
+        return item;
+      }),
+    );
+    suggestions.hidden = questions.length === 0;
+  }
+
+  // Without any key the bot quotes passages only: say so at the top, with the way out.
+  function showKeyBanner(data) {
+    keyBanner.hidden = Boolean(data.error || data.last4 || data.server_key);
+    keyBanner.dataset.checked = "true";
+  }
+
+  async function loadKeyBanner() {
+    showKeyBanner(await api("GET", "/api/key"));
+  }
+
   // -- settings ----------------------------------------------------------------------------
 
   function showKeyState(data) {
@@ -334,6 +370,7 @@
       keyStatus.textContent = "No key set: answers are quoted passages only.";
     }
     $("remove-key").disabled = !data.last4;
+    showKeyBanner(data);
   }
 
   function showKeyError(message) {
@@ -352,6 +389,7 @@
     else showKeyState(data);
   });
   $("close-settings").addEventListener("click", () => settings.close());
+  $("banner-set-key").addEventListener("click", () => $("open-settings").click());
 
   keyForm.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -388,5 +426,7 @@
 
   connect();
   loadHistory();
+  loadSuggestions();
+  loadKeyBanner();
   question.focus();
 })();
