@@ -10,7 +10,7 @@ from adapters.discord.answers import ABOUT
 from adapters.discord.client import NO_TEXT
 from adapters.discord.commands import ASK_ABOUT
 from tests.discord.discord_rig import RunningBot, Server
-from tests.discord.test_discord import bot_replies, finished
+from tests.discord.test_discord import answer_ids, bot_replies, finished
 from tests.fakes.discord import EPHEMERAL, FakeDiscord
 
 
@@ -131,3 +131,20 @@ async def test_ask_with_thread_opens_a_thread_on_the_question_for_answer_and_fol
         "How many vacation days do I get?",
         "How do I deploy?",
     ]
+
+
+async def test_ask_about_a_message_in_a_thread_answers_in_place(
+    fake: FakeDiscord, servers: list[Server], bot: RunningBot
+) -> None:
+    alpha = servers[0]
+    thread_id = await fake.open_thread(alpha.guild_id, alpha.channel_id, alpha.member, "Ops")
+    said = await fake.say(alpha.guild_id, thread_id, alpha.member, "How do we deploy?")
+    asked = await fake.message_command(
+        alpha.guild_id, thread_id, alpha.admin, ASK_ABOUT, said["id"]
+    )
+    [message] = await fake.wait_for(lambda: finished(fake, answer_ids(fake, asked)))
+    assert "make release" in message["content"]
+    assert not message["flags"] & EPHEMERAL  # the thread sees the answer
+    assert thread_calls(fake) == []  # no thread inside a thread
+    key = f"discord:{alpha.guild_id}:{thread_id}"  # the thread's own conversation
+    assert len(await user_questions(bot, key)) == 1

@@ -9,7 +9,7 @@ from typing import Any
 
 from tests.fakes.discord import payloads
 from tests.fakes.discord.gateway import MESSAGE_CONTENT_INTENT, Gateway
-from tests.fakes.discord.state import Interaction
+from tests.fakes.discord.state import Interaction, snowflake
 
 
 class People(Gateway):
@@ -78,3 +78,12 @@ class People(Gateway):
         message = self._new_message(channel_id, self.users[user_id], content)
         self.messages[message["id"]] = message
         return message
+
+    async def open_thread(self, guild_id: str, channel_id: str, user_id: str, name: str) -> str:
+        """`user_id` starts a thread (without a starter message) in a text channel; returns its
+        id. The bot hears of it (THREAD_CREATE) as of any thread in its servers."""
+        thread_id = snowflake()
+        thread = payloads.thread(thread_id, self.channels[channel_id], user_id, name, 1440)
+        self.channels[thread_id] = thread
+        await self._dispatch("THREAD_CREATE", {**thread, "newly_created": True})
+        return thread_id
