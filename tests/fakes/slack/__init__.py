@@ -19,6 +19,8 @@ Slack does and posts them to the bot, and it serves Socket Mode.
                 Socket Mode pushes
     views.py    modals: trigger_ids, views.open, what a submission's answer does to a view
     assistant.py  assistant threads (the app's agent view): setStatus, suggested prompts, titles
+    streams.py  native streaming: chat.startStream/appendStream/stopStream, their windows, a
+                stream's lifetime and size, streaming_state_conflict
 """
 
 from tests.fakes.slack.assistant import AssistantThread

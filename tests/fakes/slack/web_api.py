@@ -1,7 +1,7 @@
 """The Web API methods the fake Slack serves (auth.test, users.info, chat.postMessage,
-chat.update, chat.postEphemeral, views.open, oauth.v2.access, apps.connections.open, and
-assistant.threads.* through assistant.py) from its state, under Slack's rules: each call
-becomes (HTTP status, JSON body, headers)."""
+chat.update, chat.postEphemeral, views.open, oauth.v2.access, apps.connections.open,
+assistant.threads.* through assistant.py, and chat.*Stream through streams.py) from its state,
+under Slack's rules: each call becomes (HTTP status, JSON body, headers)."""
 
 from __future__ import annotations
 
@@ -23,11 +23,12 @@ from tests.fakes.slack.state import (
     Team,
     User,
 )
+from tests.fakes.slack.streams import STREAM_METHODS, StreamsApi
 
 Answer = tuple[int, dict[str, Any], dict[str, str]]  # HTTP status, JSON body, headers
 
 
-class WebApi(AssistantApi):
+class WebApi(StreamsApi, AssistantApi):
     """Slack's Web API over the state; `update_limit` and `post_limit` are (calls, seconds).
 
     `check_spec=False` skips checking each call's arguments against the spec (the methods known
@@ -59,7 +60,7 @@ class WebApi(AssistantApi):
     @property
     def early_calls(self) -> list[str]:
         """Limited calls made before the Retry-After the fake had given for them ran out."""
-        return self._updates.early + self._posts.early
+        return self._updates.early + self._posts.early + self.stream_early_calls
 
     def _check(self, method: str, args: dict[str, Any], team: Team | None) -> None:
         if not self.check_spec:
@@ -86,6 +87,8 @@ class WebApi(AssistantApi):
             return 200, {"ok": False, "error": "invalid_auth"}, {}
         if method == "auth.test":
             return 200, self._auth_test(team), {}
+        if method in STREAM_METHODS:
+            return self.stream_call(method, args, team)
         if method.startswith("assistant.threads."):
             return self.assistant_call(method, args, team)
         if method == "views.open":
@@ -109,7 +112,7 @@ class WebApi(AssistantApi):
             if method == "chat.postMessage":
                 return 200, self._post(team, channel, args), {}
             if method == "chat.update":
-                return self._update(team, channel, args)
+                return self.stream_conflict(args) or self._update(team, channel, args)
             return 200, {"ok": True, "message_ts": f"{time.time():.6f}"}, {}
         self.violations.append(f"{method}: the fake does not serve it")
         return 200, {"ok": False, "error": "unknown_method"}, {}
