@@ -1,6 +1,7 @@
 """The benchmark suite in one command: end to end on both platforms (answerbot and the naive
-baseline), retrieval at scale, the streaming editor in virtual time, and replicas on a shared
-PostgreSQL and Redis (bench/scale.py, which writes scale.json, scale.md and scale.png).
+baseline), retrieval at scale, the streaming editor in virtual time, Slack's native streaming
+against its chat.update path (bench/slack_native.py), and replicas on a shared PostgreSQL and
+Redis (bench/scale.py, which writes scale.json, scale.md and scale.png).
 
     make bench                       (installs what it needs, then runs the below)
     python -m bench [--quick] [--out bench/results]
@@ -140,7 +141,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     parser.add_argument(
-        "--skip", default="", help="comma list of: e2e, before-after, retrieval, editor, scale"
+        "--skip",
+        default="",
+        help="comma list of: e2e, before-after, retrieval, editor, scale, slack-native",
     )
     parser.add_argument(
         "--baseline",
@@ -189,6 +192,11 @@ def main() -> None:
         results["editor"] = table
         print(table, flush=True)
 
+    if "slack-native" not in skip:
+        table = run_script(["-m", "bench.slack_native"])
+        results["slack_native"] = table
+        print(table, flush=True)
+
     if "scale" not in skip:
         from bench.scale import main as scale
 
@@ -217,6 +225,12 @@ def markdown(results: dict[str, Any]) -> str:
         ]
     if "editor" in results:
         parts += ["## Streaming editor, virtual time\n", results["editor"].rstrip(), ""]
+    if "slack_native" in results:
+        parts += [
+            "## Slack: native streaming and the chat.update path, one run\n",
+            results["slack_native"].rstrip(),
+            "",
+        ]
     return "\n".join(parts) + "\n"
 
 

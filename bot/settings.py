@@ -187,6 +187,16 @@ class Settings(BaseSettings):
     slack_update_window: float = Field(default=60.0, gt=0)
     slack_post_rate: int = Field(default=1, ge=1)
     slack_post_window: float = Field(default=1.0, gt=0)
+    # Slack's native streaming (chat.startStream/appendStream/stopStream) in DMs and assistant
+    # threads: start and stop are Tier 2 (about 20 a minute per workspace each), appends Tier 4.
+    slack_native_streaming: bool = True
+    slack_stream_rate: int = Field(default=20, ge=1)
+    slack_stream_window: float = Field(default=60.0, gt=0)
+    slack_append_rate: int = Field(default=100, ge=1)
+    slack_append_window: float = Field(default=60.0, gt=0)
+    # A streamed message is cut before Slack ends it (~5 min) or caps it (~11k characters).
+    slack_stream_rotate_seconds: float = Field(default=240.0, gt=0)
+    slack_stream_rotate_chars: int = Field(default=9000, ge=500, le=11000)
     discord_edit_rate: int = Field(default=5, ge=1)
     discord_edit_window: float = Field(default=5.0, gt=0)
 

@@ -1,8 +1,9 @@
 """What each Slack event, command and click becomes: one core call, run as a tracked task.
 
 A mention, a follow-up in a thread the bot answers in, or a direct message becomes one
-`conversations.reply` into a `SlackSurface` on that thread; /setkey becomes one `keys` call (or,
-alone, opens its form, whose submission becomes that call); a feedback click one
+`conversations.reply` into the surface `surfaces.SurfaceChoice` picks for that thread (a native
+stream in DMs while the workspace's budget has room, else a `SlackSurface`); /setkey becomes one
+`keys` call (or, alone, opens its form, whose submission becomes that call); a feedback click one
 `conversations.feedback`; an uninstall deletes the workspace's key and tokens.
 
 Listeners only acknowledge and hand the work to a tracked task: bolt's default
@@ -31,7 +32,7 @@ from adapters.slack.install import SlackInstallationStore, workspace_id
 from adapters.slack.reopen import address
 from adapters.slack.setkey import Asker, SetKey
 from adapters.slack.setkey_form import CALLBACK_ID, SetKeyForm
-from adapters.slack.surface import SlackSurface
+from adapters.slack.surfaces import SurfaceChoice, stream_counter
 from adapters.slack.web_api import call_slack, unescape
 from bot.background import Background
 from bot.errors import BotError
@@ -61,6 +62,9 @@ class Listeners:
         self._tasks = tasks
         self._installations = installations
         self._formats = formats
+        self.surfaces = SurfaceChoice(
+            core.settings, core.editor, formats, stream_counter(core.settings, core.shared)
+        )
         self._setkey = SetKey(core.settings, core.keys)
         self._form = SetKeyForm(self._setkey, tasks)
 
@@ -138,9 +142,10 @@ class Listeners:
         workspace = _workspace(context)
         # Followed from now on, so a reply posted while this answer streams needs no mention.
         await self._core.conversations.join(thread_key, workspace)
-        surface = SlackSurface(
-            client, self._settings, team=team, channel=channel, thread_ts=thread_ts,
-            formats=self._formats,
+        # A DM streams natively while the workspace's start/stop budget has room.
+        surface = await self.surfaces.surface(
+            client, team=team, channel=channel, thread_ts=thread_ts, user=user,
+            streamable=event.get("channel_type") == "im",
         )  # fmt: skip
         await self._core.conversations.reply(
             # In an assistant thread its "is thinking…" status shows the wait, not a placeholder.

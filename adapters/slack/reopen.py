@@ -15,7 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.formats import SlackFormats
 from adapters.slack.install import SlackInstallationStore
-from adapters.slack.surface import SlackSurface
+from adapters.slack.surfaces import MendingSlackSurface
 from bot.journal import Address, Reopen
 from bot.settings import Settings
 from bot.surface import Surface
@@ -55,7 +55,8 @@ def reopener(
         client = AsyncWebClient(
             token=token, base_url=settings.slack_api_url, logger=logger, session=session
         )
-        return SlackSurface(
+        # A message still streaming when its process died is stopped before it is ended.
+        return MendingSlackSurface(
             client, settings, team=str(where["team"]), channel=str(where["channel"]),
             thread_ts=str(where["thread_ts"]), formats=formats,
         )  # fmt: skip
