@@ -32,6 +32,7 @@ from bench.e2e.procs import until_signalled
 from bench.e2e.slack_platform import POST_LIMIT, UPDATE_LIMIT
 from bot.streaming.editor import MARKER
 from tests.fakes.slack import CLIENT_ID, CLIENT_SECRET, SIGNING_SECRET, FakeSlack
+from tests.fakes.slack.markdown import written
 
 USER = "U0ASKER"
 CHANNELS_PER_WORKSPACE = 10  # a workspace's questions are spread over its channels in turn
@@ -143,7 +144,7 @@ class ScaleSlack(FakeSlack):
         ts = str(body["ts"])
         if method == "chat.postMessage":
             self.by_message[(channel, ts)] = thread
-        thread.texts[ts] = str(args.get("text") or "")
+        thread.texts[ts] = written(args)  # Markdown, mrkdwn or blocks
         conv, now = thread.conversation, time.monotonic()
         conv.writes += 1
         some, done = thread.state()

@@ -29,6 +29,7 @@ from bench.e2e.common import Conversation, question_text, shows_answer
 from bench.e2e.procs import until_signalled
 from bot.streaming.editor import MARKER
 from tests.fakes.slack import SIGNING_SECRET, FakeSlack, Team
+from tests.fakes.slack.markdown import written
 
 TEAM = "T1"
 USER = "U0ASKER"
@@ -177,7 +178,7 @@ class BenchSlack(FakeSlack):
         ts = str(body["ts"])
         if method == "chat.postMessage":
             self.by_message[(channel, ts)] = thread
-        thread.texts[ts] = str(args.get("text") or "")
+        thread.texts[ts] = written(args)  # Markdown, mrkdwn or blocks
         self._written(thread, method, now)
 
     def _written(self, thread: _Thread, method: str, now: float) -> None:

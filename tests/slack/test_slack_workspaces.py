@@ -77,8 +77,8 @@ async def test_two_workspaces_install_set_keys_and_stay_apart(
 
     # Each answer went to its own workspace with its own token (the fake refuses a channel of
     # another workspace), and each was paid for with its own workspace's key.
-    assert "Team one" in fake_slack.bot_messages("C1", one)[0].text
-    assert "Team two" in fake_slack.bot_messages("C2", two)[0].text
+    assert "Team one" in fake_slack.bot_messages("C1", one)[0].shown
+    assert "Team two" in fake_slack.bot_messages("C2", two)[0].shown
     streamed = [r.api_key for r in fake_openai.chat_requests if r.body.get("stream")]
     assert streamed == [KEYS["T1"], KEYS["T2"]]
     posts = {(c.team, c.args["channel"]) for c in fake_slack.calls if c.method.startswith("chat.")}
@@ -90,9 +90,9 @@ async def test_two_workspaces_install_set_keys_and_stay_apart(
 
     # A vote from another workspace cannot land on this workspace's answer.
     [answer] = fake_slack.bot_messages("C1", one)
-    assert (await fake_slack.click("T2", answer, "feedback_up", "UEVE")).status == 200
+    assert (await fake_slack.click("T2", answer, "feedback:positive", "UEVE")).status == 200
     await bot.idle()
-    stored = await store.get_message(int(answer.buttons["feedback_up"]))
+    stored = await store.get_message(int(answer.buttons["feedback:positive"].split(":")[1]))
     assert stored is not None and stored.feedback is None
     assert "no longer stored" in fake_slack.responses[-1]["text"]
 

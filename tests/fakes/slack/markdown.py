@@ -111,3 +111,16 @@ def show(message: Message, args: dict[str, Any], team: Team, *, update: bool) ->
             message.blocks = blocks(args.get("blocks"))
     message.history.append(message.shown)
     return notified(args, team)
+
+
+def written(args: dict[str, Any]) -> str:
+    """What a chat.postMessage or chat.update shows (for observers that keep no `Message`):
+    its `markdown_text`, else its markdown blocks, else its section blocks, else its `text`."""
+    if "markdown_text" in args:
+        return str(args["markdown_text"])
+    found = blocks(args.get("blocks")) or []
+    markdown = [str(b.get("text", "")) for b in found if b.get("type") == "markdown"]
+    sections = [
+        str((b.get("text") or {}).get("text", "")) for b in found if b.get("type") == "section"
+    ]
+    return "\n".join(markdown or sections) if markdown or sections else str(args.get("text") or "")
