@@ -26,7 +26,7 @@ from adapters.discord.surface import (
     MessageSurface,
     Remember,
 )
-from bot.errors import PlatformRateLimited, PlatformUnavailable
+from bot.errors import PlatformError, PlatformRateLimited, PlatformUnavailable
 from bot.settings import Settings
 from bot.streaming.editor import MARKER
 from bot.streaming.splitting import close_open, open_fence
@@ -40,6 +40,8 @@ JUMP = "https://discord.com/channels/{guild}/{channel}/{message}"
 # Room a pointer takes under the response's text: the sentence and the longest jump link
 # (three 20-digit ids), after a blank line.
 POINTER_ROOM = len(POINTER) + len(JUMP) + 3 * 20 + 2
+POINTER_TRIES = 4  # writes of the pointer before the reply is left as it is
+MAX_POINTER_WAIT = 10.0  # seconds: a longer Retry-After is cut short (the token is running out)
 
 
 @dataclass
@@ -121,23 +123,37 @@ class HandoverSurface(InteractionSurface):
         if final is not None and not wanted[cut:].strip():
             return False  # the answer ends now, whole, in the response: nothing to move
         original = self._channel_message(message_id)
-        self._in_channel = MessageSurface(
+        in_channel = MessageSurface(
             self._channel, self._settings, self._remember_id, self._buttons_kind, reference=original
         )
         pointer = POINTER_BELOW
         if _without_marker(rest).strip():
-            moved_to = await self._post_in_channel(rest, final)
+            # Refused here (a 429, an outage), nothing has changed: the editor's retry of this
+            # write hands over again.
+            moved_to = await in_channel.post(rest, final=final)
+            self._posted_in_channel.add(moved_to)
             self._moved[message_id] = _Moved(moved_to, cut, f"{fence}\n" if fence else "")
             pointer = POINTER.format(link=self._jump(moved_to))
+        self._in_channel = in_channel
         log.info("interaction answer handed over to the channel after %s", message_id)
-        try:
-            await super().edit(message_id, f"{head}\n\n{pointer}" if head else pointer)
-        except (PlatformRateLimited, PlatformUnavailable):
-            raise  # the editor retries; the handover already happened
-        except Exception as error:
-            # The rest is safe in the channel; the response keeps its last text.
-            log.warning("could not end the interaction's response with a pointer: %s", error)
+        await self._end_reply(message_id, f"{head}\n\n{pointer}" if head else pointer)
         return True
+
+    async def _end_reply(self, message_id: str, text: str) -> None:
+        """Write the reply's last text, its pointer; the token has minutes left, so a 429 or an
+        outage is waited out here (the editor won't write this message again)."""
+        for attempt in range(POINTER_TRIES):
+            try:
+                await super().edit(message_id, text)
+                return
+            except PlatformRateLimited as error:
+                wait = min(error.retry_after, MAX_POINTER_WAIT)
+            except PlatformUnavailable:
+                wait = float(attempt + 1)
+            except PlatformError:
+                break  # refused: the rest is safe in the channel all the same
+            await asyncio.sleep(wait)
+        log.warning("could not end an interaction's reply with its pointer to the channel")
 
     async def _post_in_channel(self, text: str, final: Final | None) -> str:
         assert self._in_channel is not None

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import web
+
 from adapters.discord.handover import POINTER
 from bot.settings import Settings
 from tests.discord.discord_rig import Server, discord_settings, running_bot
@@ -96,4 +98,43 @@ async def test_a_switch_inside_a_code_block_closes_it_in_the_reply_and_reopens_i
     shown = head + "".join(m["content"] for m in rest)
     for n in range(40):
         assert shown.count(f"run('make release --stage {n}')") == 1  # each line once, none lost
+    assert fake.expired_writes == 0
+
+
+async def test_a_429_on_the_switch_is_retried_and_the_switch_still_happens(
+    fake: FakeDiscord, fake_openai: FakeOpenAI, servers: list[Server], fake_settings: Settings
+) -> None:
+    alpha = servers[0]
+    fake.token_lifetime = 4.0
+    refused: list[str] = []
+
+    def admit(method: str, parts: list[str]) -> web.Response | None:
+        # The first message the bot posts in the channel itself meets Discord's 429.
+        if (method, parts[:1], parts[2:]) == ("POST", ["channels"], ["messages"]) and not refused:
+            refused.append(parts[1])
+            return fake.budget.limited(parts[1], 0.3)
+        return None
+
+    fake.admit = admit  # type: ignore[method-assign]
+    settings = discord_settings(fake_settings, fake, discord_handover_seconds=1.0)
+    words = [f" step{n}" for n in range(40)]
+    async with running_bot(settings, fake) as bot:
+        await set_key(bot, alpha)
+        fake_openai.reply("Deploy:", *words, " done [1].", interval=0.1)
+        asked = await fake.slash(
+            alpha.guild_id, alpha.channel_id, alpha.member, "ask", question="How do I deploy?"
+        )
+        original = await fake.wait_for(lambda: asked.original_id)
+        rest = await fake.wait_for(
+            lambda: (
+                (found := channel_answer(fake, alpha.channel_id, original))
+                and buttons(found[-1])
+                and found
+            ),
+            30,
+        )
+    assert refused == [alpha.channel_id]
+    head = fake.messages[original]["content"].split(POINTER_START)[0]
+    shown = " ".join([head, *(m["content"] for m in rest)]).split()
+    assert shown[: 2 + len(words)] == ["Deploy:", *(w.strip() for w in words), "done"]
     assert fake.expired_writes == 0
