@@ -58,6 +58,9 @@ class SlackSurface(LimitedSurface):
         self._channel = channel
         self._thread_ts = thread_ts
         self._formats = formats
+        # Messages whose last write had section blocks: an update without blocks would leave
+        # them showing (Slack keeps a message's blocks unless the update replaces them).
+        self._sectioned: set[str] = set()
         # chat.update is limited per workspace, chat.postMessage per channel: name them so.
         super().__init__(
             Limits(
@@ -104,14 +107,13 @@ class SlackSurface(LimitedSurface):
                 **payload,
             )
 
-        response = await self._send("chat.postMessage", call, text, final)
-        return str(response["ts"])
+        return await self._send("chat.postMessage", call, text, final, None)
 
     async def edit(self, message_id: str, text: str, *, final: Final | None = None) -> None:
         def call(payload: Payload) -> Awaitable[AsyncSlackResponse]:
             return self._client.chat_update(channel=self._channel, ts=message_id, **payload)
 
-        await self._send("chat.update", call, text, final)
+        await self._send("chat.update", call, text, final, message_id)
 
     async def _send(
         self,
@@ -119,10 +121,13 @@ class SlackSurface(LimitedSurface):
         call: Callable[[Payload], Awaitable[AsyncSlackResponse]],
         text: str,
         final: Final | None,
-    ) -> AsyncSlackResponse:
-        # At most one retry per form: each refusal takes a form away for good.
+        message_id: str | None,
+    ) -> str:
+        """Make the call, again in the older form where Slack refuses a newer one (at most once
+        per form: each refusal takes one away for good); the message's id."""
         while True:
-            payload, sent = self._payload(text, final)
+            sectioned = message_id in self._sectioned
+            payload, sent = self._payload(text, final, sectioned=sectioned)
             try:
                 response = await call_slack(method, call(payload))
             except SlackRefused as error:
@@ -130,9 +135,16 @@ class SlackSurface(LimitedSurface):
                     raise
                 continue
             self._formats.accepted(self._team, sent)
-            return response
+            written = message_id or str(response["ts"])
+            if any(block["type"] == "section" for block in payload.get("blocks", [])):
+                self._sectioned.add(written)
+            else:
+                self._sectioned.discard(written)
+            return written
 
-    def _payload(self, text: str, final: Final | None) -> tuple[Payload, Sent]:
+    def _payload(
+        self, text: str, final: Final | None, *, sectioned: bool = False
+    ) -> tuple[Payload, Sent]:
         answer_id = final.answer_id if final is not None else None
         markdown = self.markdown
         buttons = self._formats.allows(self._team, Form.FEEDBACK_BUTTONS)
@@ -149,10 +161,11 @@ class SlackSurface(LimitedSurface):
                 Sent(markdown_block=True, feedback_buttons=used_buttons),
             )
         converted = _mrkdwn(text)
-        if not feedback and len(converted.encode("utf-8")) <= MAX_MESSAGE_BYTES:
+        fits = len(converted.encode("utf-8")) <= MAX_MESSAGE_BYTES
+        if not feedback and fits and not sectioned:
             return {"text": converted}, Sent()
         # Sections hold what the `text` field can't (a refusal mid-answer may leave a message
-        # laid out for Markdown's size).
+        # laid out for Markdown's size), and keep replacing the sections a message shows.
         sections = [
             {"type": "section", "text": {"type": "mrkdwn", "text": chunk}}
             for chunk in section_chunks(converted)

@@ -208,3 +208,17 @@ def test_strip_mention_removes_only_the_bot() -> None:
     assert strip_mention("<@UBOT|answerbot>   why\n```a &lt; b```", "UBOT") == "why\n```a < b```"
     assert strip_mention("ask <@UBOT> now", "UBOT") == "ask now"
     assert strip_mention(" <@UBOT> ", "UBOT") == ""
+
+
+async def test_a_message_sectioned_after_a_refusal_is_edited_in_sections(
+    fake_slack: FakeSlack, surface: SlackSurface
+) -> None:
+    # Laid out for Markdown's 12,000 characters, then refused: it can only go as sections.
+    fake_slack.teams["T1"].markdown = False
+    long_text = "\n".join(f"line {n} " + "x" * 60 for n in range(120))
+    ts = await surface.post(long_text)
+    message = fake_slack.messages[(CHANNEL, ts)]
+    assert message.shown == long_text and len(message.blocks or []) == 3
+    # An edit that fits the text field still replaces the sections (else they would stay).
+    await surface.edit(ts, "the answer, split smaller")
+    assert message.history[-1] == message.shown == "the answer, split smaller"
