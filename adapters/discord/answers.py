@@ -187,6 +187,8 @@ async def answer_forum_post(client: DiscordBot, thread: discord.Thread) -> None:
             starter = await thread.fetch_message(thread.id)
         except discord.HTTPException as error:
             log.info("forum post %s: starter message unreadable (HTTP %s)", thread.id, error.status)
+    if starter is not None and starter.author.bot:
+        return  # another bot's post (an announcement feed, say): not a question
     bot_id = client.user.id if client.user else 0
     thread_key = f"discord:{guild_id}:{thread.id}"
     remember = client.remembering(workspace, thread_key)

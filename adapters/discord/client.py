@@ -169,7 +169,13 @@ class DiscordBot(discord.Client):
             await answer_forum_post(self, thread)
 
     def _forum_post(self, thread: discord.abc.MessageableChannel | discord.Thread) -> bool:
-        return isinstance(thread, discord.Thread) and thread.parent_id in self.forums
+        """A post in a forum DISCORD_FORUM_CHANNELS lists (a listed text channel's threads are
+        not posts: answering each would surprise its members)."""
+        return (
+            isinstance(thread, discord.Thread)
+            and thread.parent_id in self.forums
+            and isinstance(thread.parent, discord.ForumChannel | None)
+        )
 
     # -- mentions and follow-ups --------------------------------------------------------------
 

@@ -15,13 +15,19 @@ async def test_a_new_post_in_a_listed_forum_is_answered_in_the_post_once(
     alpha = servers[0]
     forum = fake.add_forum(alpha.guild_id, "help")
     other = fake.add_forum(alpha.guild_id, "chat")
+    feed = fake.add_user("release-feed")
+    fake.users[feed]["bot"] = True
+    # A text channel listed by mistake: its threads are not forum posts.
+    listed = [forum, alpha.channel_id]
     settings = discord_settings(
-        fake_settings, fake, discord_forum_channels=[forum], discord_message_content=True
+        fake_settings, fake, discord_forum_channels=listed, discord_message_content=True
     )
     async with running_bot(settings, fake) as bot:
         ignored = await fake.forum_post(
             alpha.guild_id, other, alpha.member, "Vacation?", "How many vacation days?"
         )
+        chat = await fake.open_thread(alpha.guild_id, alpha.channel_id, alpha.member, "Deploy?")
+        fed = await fake.forum_post(alpha.guild_id, forum, feed, "v2.1 released", "Deploy notes")
         # Mentioning the bot in the post too must not get it a second answer.
         post = await fake.forum_post(
             alpha.guild_id,
@@ -47,6 +53,7 @@ async def test_a_new_post_in_a_listed_forum_is_answered_in_the_post_once(
         )
         # By now the mention in the post and the other forum's post were handled long ago.
         assert bot_replies(fake, ignored["id"]) == []
+        assert bot_replies(fake, chat) == [] and bot_replies(fake, fed["id"]) == []
         assert len(await bot.core.store.thread_messages(key)) == 4
 
 
