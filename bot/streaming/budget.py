@@ -90,6 +90,7 @@ class _Call:
     at: float = math.inf
     unused: bool = False
     shared: str | None = None  # its name in a shared window (bot.streaming.shared_budget)
+    asked: float | None = None  # when this process asked the shared window for it
 
     def not_made(self) -> None:
         """The holder found nothing to send after all: the slot goes back to the budget."""

@@ -143,3 +143,75 @@ async def test_a_lost_redis_leaves_each_process_on_its_own_budget_and_says_so_on
     assert most_in_any_window(grants, SPEC.window) <= SPEC.rate  # within this process's budget
     lost = [r for r in caplog.records if "stopped answering" in r.getMessage()]
     assert len(lost) == 1
+
+
+class SlowReplies:
+    """A loopback TCP proxy to Redis that holds Redis's replies `delay` seconds: what a replica
+    whose event loop is busy sees (it hears the grant late, after Redis stamped it)."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.delay = 0.0
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+
+        async def pipe(
+            source: asyncio.StreamReader, sink: asyncio.StreamWriter, slow: bool
+        ) -> None:
+            while data := await source.read(65536):
+                if slow and self.delay:
+                    await asyncio.sleep(self.delay)
+                sink.write(data)
+                await sink.drain()
+            sink.close()
+
+        await asyncio.gather(
+            pipe(reader, upstream_writer, False),
+            pipe(upstream_reader, writer, True),
+            return_exceptions=True,
+        )
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+async def test_a_grant_heard_late_still_counts_from_when_the_platform_got_the_call(
+    redis_url: str,
+) -> None:
+    # Redis stamps a grant when the script runs; a replica that hears it 0.3 s later calls the
+    # platform then. Counted from Redis's stamp plus the call's own time, the shared window
+    # would free that slot 0.3 s before the platform does, and another replica's call would
+    # land inside the platform's window: a 429.
+    from urllib.parse import urlsplit
+
+    address = urlsplit(redis_url)
+    proxy = SlowReplies((address.hostname or "127.0.0.1", address.port or 6379))
+    port = await proxy.start()
+    busy = await process(redis_url.replace(f":{address.port}/", f":{port}/"))
+    idle = await process(redis_url)
+    spec = BudgetSpec("slack:T1:late", 3, 1.0)
+    try:
+        late, prompt = (
+            SharedBudgets(LoopClock(), busy).get(spec),
+            SharedBudgets(LoopClock(), idle).get(spec),
+        )
+        calls: list[float] = []  # when each call reached the platform
+        proxy.delay = 0.3
+        for _ in range(3):  # each ask also tells Redis that the one before came back
+            await take(late, urgent(), calls)
+        await asyncio.gather(take(prompt, urgent(), calls), take(prompt, urgent(), calls))
+    finally:
+        await busy.close()
+        await idle.close()
+        await proxy.close()
+
+    assert len(calls) == 5
+    assert most_in_any_window(calls, spec.window) <= spec.rate
