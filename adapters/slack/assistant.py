@@ -10,7 +10,7 @@ answer ends, failed or not. Each becomes a tracked task, as every Slack answer d
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt.context.async_context import AsyncBoltContext
@@ -20,9 +20,10 @@ from slack_bolt.context.set_suggested_prompts.async_set_suggested_prompts import
 )
 from slack_bolt.context.set_title.async_set_title import AsyncSetTitle
 from slack_bolt.middleware.assistant.async_assistant import AsyncAssistant
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.web_api import call_slack
+from adapters.slack.web_api import call_slack, unescape
 from bot.background import Background
 from bot.citations import Source
 from bot.errors import ANSWER_CRASHED, BotError
@@ -39,9 +40,12 @@ THINKING = "is thinking…"
 LOADING_MESSAGES = ("Searching the documents…", "Reading the passages…", "Writing the answer…")
 CLEARED = ""  # setStatus with an empty status takes it away
 TITLE_CHARS = 80  # a thread's title in the history list: the question, cut to a line
+RETRY_HEADER = "x-slack-retry-num"  # on redeliveries (bolt adds it in Socket Mode too)
 
 # Answers one question in a thread: (event, context, client, status_shown).
-Reply = Callable[[dict[str, Any], AsyncBoltContext, AsyncWebClient, bool], Awaitable[None]]
+Reply = Callable[
+    [dict[str, Any], AsyncBoltContext, AsyncWebClient, bool], Coroutine[Any, Any, None]
+]
 
 
 def status_shown(surface: Surface) -> Surface:
@@ -133,13 +137,17 @@ class AssistantThreads:
         client: AsyncWebClient,
         set_status: AsyncSetStatus,
         set_title: AsyncSetTitle,
+        request: AsyncBoltRequest,
     ) -> None:
         if event.get("subtype") not in (None, "file_share"):
             return
-        self._tasks.spawn(
-            self._answer(event, context, client, set_status, set_title),
-            f"slack-assistant-{event.get('ts')}",
-        )
+        if request.headers.get(RETRY_HEADER):
+            # A redelivery: the first delivery's answer (already claimed, so this one answers
+            # nothing) owns the status; clearing it here would hide that answer's wait.
+            work = self._reply(event, context, client, True)
+        else:
+            work = self._answer(event, context, client, set_status, set_title)
+        self._tasks.spawn(work, f"slack-assistant-{event.get('ts')}")
 
     async def on_context_changed(self) -> None:
         return None
@@ -152,9 +160,11 @@ class AssistantThreads:
         set_status: AsyncSetStatus,
         set_title: AsyncSetTitle,
     ) -> None:
-        question = str(event.get("text") or "").strip()
+        question = unescape(str(event.get("text") or "")).strip()
         thread = f"slack:{context.team_id or context.enterprise_id}:{event['channel']}"
-        first = not await self._core.conversations.is_followup(f"{thread}:{event['thread_ts']}")
+        # Nothing stored yet: its first question (a redelivery racing this one may have joined
+        # the thread already, but stores nothing before its answer ends).
+        first = not await self._core.conversations.history(f"{thread}:{event['thread_ts']}", 1)
         await self._status(set_status(THINKING, loading_messages=list(LOADING_MESSAGES)))
         try:
             if first and question:

@@ -140,3 +140,22 @@ async def test_a_failed_answer_clears_the_status_and_says_what_happened(
     assert "The API key was rejected" in notice.text
     assert thread.statuses[0] == "is thinking…"
     assert thread.status == "" and calls_in(fake_slack, thread)[-1] == "setStatus:"
+
+
+async def test_a_redelivered_question_leaves_the_first_answer_its_status(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, bot: Bot
+) -> None:
+    thread = await fake_slack.start_assistant_thread("T1", USER)
+    fake_openai.reply("Employees get 25 days per year [1].")
+    asked = fake_slack.user_says(
+        "T1", thread.channel, USER, VACATION, thread_ts=thread.thread_ts, channel_type="im"
+    )
+    [envelope] = fake_slack.events_for("T1", asked)
+    assert (await fake_slack.deliver(envelope)).status == 200
+    assert (await fake_slack.deliver(envelope, retry_num=1)).status == 200  # Slack retries
+
+    [answer] = await answered(fake_slack, bot, thread)
+    assert "25 days per year" in answer.text
+    # One "thinking", cleared once, by the answer that was given: the retry changed nothing.
+    assert calls_in(fake_slack, thread).count("setStatus:is thinking…") == 1
+    assert thread.titles == [VACATION] and thread.status == ""
