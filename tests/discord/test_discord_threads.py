@@ -148,3 +148,17 @@ async def test_ask_about_a_message_in_a_thread_answers_in_place(
     assert thread_calls(fake) == []  # no thread inside a thread
     key = f"discord:{alpha.guild_id}:{thread_id}"  # the thread's own conversation
     assert len(await user_questions(bot, key)) == 1
+
+
+async def test_a_long_message_asked_about_is_quoted_whole(
+    fake: FakeDiscord, servers: list[Server], bot: RunningBot
+) -> None:
+    alpha = servers[0]
+    # 2,009 characters (Nitro members may send 4,000): the question holds it with room to spare.
+    text = "How do we deploy the release? " * 67
+    said = await fake.say(alpha.guild_id, alpha.channel_id, alpha.member, text)
+    await fake.message_command(alpha.guild_id, alpha.channel_id, alpha.admin, ASK_ABOUT, said["id"])
+    thread_id = said["id"]
+    await fake.wait_for(lambda: finished(fake, bot_replies(fake, thread_id)))
+    [question] = await user_questions(bot, f"discord:{alpha.guild_id}:{thread_id}")
+    assert question == f"{ABOUT}\n\n> {text.strip()}"
