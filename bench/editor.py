@@ -35,6 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from adapters.discord.surface import HELD_RESPONSE_BOUND
 from adapters.slack.mrkdwn import to_mrkdwn
 from bot.citations import Source, sources_markdown
 from bot.streaming.budget import Budget, Priority
@@ -79,12 +80,12 @@ class Platform:
     def edit_spec(self, channel: int) -> BudgetSpec:
         if self.slack:
             return BudgetSpec("slack:T1:update", 50, 60.0)
-        return BudgetSpec(f"discord:G:{channel}", 5, 5.0)
+        return BudgetSpec(f"discord:G:{channel}", 5, 5.0, arrival_bound=HELD_RESPONSE_BOUND)
 
     def post_spec(self, channel: int) -> BudgetSpec:
         if self.slack:
             return BudgetSpec(f"slack:T1:C{channel}:post", 1, 1.0)
-        return BudgetSpec(f"discord:G:{channel}", 5, 5.0)
+        return BudgetSpec(f"discord:G:{channel}", 5, 5.0, arrival_bound=HELD_RESPONSE_BOUND)
 
 
 SLACK = Platform("slack", 3500, slack=True)

@@ -14,14 +14,25 @@ from typing import Literal, Protocol
 
 from bot.citations import Source, sources_markdown
 
+# How long a request may be in flight (slack_sdk's request timeout): by then it has reached the
+# platform or failed.
+REQUEST_TIMEOUT = 30.0
+
 
 @dataclass(frozen=True)
 class BudgetSpec:
-    """At most `rate` calls per `window` seconds, shared by every answer using `key`."""
+    """At most `rate` calls per `window` seconds, shared by every answer using `key`.
+
+    A call counts from when its response came back, since the platform counts it when it
+    arrives, which may be any time until then: a busy event loop can send a call well after its
+    grant. `arrival_bound` caps that: a call counts from its grant plus the bound at the latest.
+    Only a client library that holds responses back needs it short (discord.py sleeps out an
+    exhausted bucket before it returns a response the platform counted long before)."""
 
     key: str
     rate: int
     window: float
+    arrival_bound: float = REQUEST_TIMEOUT
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,9 @@ NO_MENTIONS = discord.AllowedMentions.none()  # model output must never ping any
 SUPPRESS_EMBEDS = discord.MessageFlags(suppress_embeds=True)
 FEEDBACK_PATTERN = r"feedback:(?P<direction>up|down):(?P<answer_id>[0-9]+)"
 DEFAULT_RETRY_AFTER = 1.0  # seconds, when a 429 names no wait
+# discord.py sleeps out an exhausted bucket before it returns the response Discord counted long
+# before: a call counts from its grant plus this at the latest (bot.surface.BudgetSpec).
+HELD_RESPONSE_BOUND = 1.0
 HTTP_SERVER_ERROR = 500
 
 # Set while a surface call runs, so only its 429s and 5xx surface: discord.py would sleep on a
@@ -191,6 +194,7 @@ class _DiscordSurface(LimitedSurface):
             f"discord:channel:{channel_id}",
             settings.discord_edit_rate,
             settings.discord_edit_window,
+            arrival_bound=HELD_RESPONSE_BOUND,
         )
         super().__init__(
             Limits(MESSAGE_LIMIT, budget, budget, shows_waiting=self.shows_waiting_for_itself)

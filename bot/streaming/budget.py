@@ -50,8 +50,6 @@ RESERVE_SHARE = 0.2
 # platform); writes a user is waiting for may overlap further, so twenty first texts are not
 # serialised behind each other's round trips.
 URGENT_IN_FLIGHT = 8
-# Seconds within which a sent request has reached the platform (see `_Call`).
-ARRIVAL_BOUND = 1.0
 # How far urgent writes may run the interim bucket into debt, in calls: past a window's worth,
 # the debt would outlast the window that made it.
 MAX_DEBT_WINDOWS = 1
@@ -82,9 +80,9 @@ class _Call:
     (infinity while in flight). The platform counts a call when the request reaches it, which
     is before the response returns; counting from the grant instead would let jitter in the
     requests' travel time put two calls closer together at the platform than the window. A
-    response held longer than `ARRIVAL_BOUND` is the client library's doing (discord.py sleeps
-    out an exhausted bucket before it returns), not the request's travel: the platform counted
-    the call well before, so it counts from the grant plus that bound."""
+    response held longer than its budget's `arrival_bound` is the client library's doing
+    (discord.py sleeps out an exhausted bucket before it returns), not the request's travel: the
+    platform counted the call well before, so it counts from the grant plus that bound."""
 
     granted: float
     at: float = math.inf
@@ -202,7 +200,7 @@ class Budget:
             self._on_use(self)
 
     def _done(self, call: _Call) -> None:
-        call.at = min(self._clock.monotonic(), call.granted + ARRIVAL_BOUND)
+        call.at = min(self._clock.monotonic(), call.granted + self.spec.arrival_bound)
         if call.unused and call in self._recent:
             self._recent.remove(call)
             self._tokens = min(float(self.burst), self._tokens + 1.0)

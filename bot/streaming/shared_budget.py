@@ -33,7 +33,6 @@ from redis.commands.core import AsyncScript
 
 from bot.shared import ERRORS, KEY_PREFIX, Shared
 from bot.streaming.budget import (
-    ARRIVAL_BOUND,
     MAX_DEBT_WINDOWS,
     Budget,
     Budgets,
@@ -235,7 +234,7 @@ class SharedBudget(Budget):
             MAX_DEBT_WINDOWS,
             self._process,
             self._owed,
-            ARRIVAL_BOUND * 1000,
+            spec.arrival_bound * 1000,
             pause,
             OWED_TTL_MS,
             name,

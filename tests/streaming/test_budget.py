@@ -246,7 +246,7 @@ def test_a_call_counts_in_its_window_from_when_its_response_came_back() -> None:
     grants: list[float] = []
 
     async def main() -> None:
-        budget = Budget(BudgetSpec("post", 1, 1.0), clock)
+        budget = Budget(BudgetSpec("post", 1, 1.0, arrival_bound=1.0), clock)  # Discord's
         # The first request is slow to come back; the platform may have counted it at any point
         # until then, so the next may only follow a full window after the response.
         await asyncio.gather(
@@ -254,7 +254,7 @@ def test_a_call_counts_in_its_window_from_when_its_response_came_back() -> None:
             take(budget, urgent(), grants, clock),
         )
         # A response held far longer is the client library sleeping out a bucket after the
-        # platform counted the call: it counts from its grant plus ARRIVAL_BOUND, so the next
+        # platform counted the call: it counts from its grant plus the bound, so the next
         # call need not wait a further window after the response.
         await clock.sleep(5.0)
         await asyncio.gather(
@@ -266,6 +266,28 @@ def test_a_call_counts_in_its_window_from_when_its_response_came_back() -> None:
     assert grants[:2] == [0.0, 1.5]
     slow = grants[2]
     assert grants[3] == slow + 3.0  # when the slow call returned; not slow + 3.0 + 1.0
+
+
+def test_a_call_sent_long_after_its_grant_counts_from_when_it_reached_the_platform() -> None:
+    # A replica's event loop is busy: a chat.update granted at 0 leaves 2 s later and is
+    # counted by Slack then. slack_sdk holds no response back, so nothing caps the wait: the
+    # next call may go a full window after that response, not a window after grant + 1 s.
+    clock = VirtualClock()
+    arrivals: list[float] = []
+
+    async def late(budget: Budget) -> None:
+        async with budget.slot(urgent()):
+            await clock.sleep(2.0)  # the loop gets round to sending it
+            arrivals.append(clock.monotonic())
+            await clock.sleep(0.05)
+
+    async def main() -> None:
+        budget = Budget(BudgetSpec("slack:T1:chat.update", 1, 1.0), clock)
+        await asyncio.gather(late(budget), take(budget, urgent(), arrivals, clock))
+
+    clock.run(main())
+    assert len(arrivals) == 2
+    assert arrivals[1] - arrivals[0] >= 1.0  # never two in one of Slack's windows
 
 
 # -- the registry forgets idle budgets (issue 13, item 13) ----------------------------------------
