@@ -177,10 +177,17 @@ class SharedBudget(Budget):
             since = call.granted if call.asked is None else call.asked
             elapsed = max(0.0, call.at - since) * 1000
             self._finished.append((call.shared, elapsed, call.unused))
+            # Told now, not with this process's next call: until Redis hears, the call holds
+            # its slot for every replica as if still in flight (up to its arrival bound).
+            self._changed.set()
+            if self._dispatcher is None:
+                self._dispatcher = asyncio.create_task(
+                    self._dispatch(), name=f"budget {self.spec.key}"
+                )
 
     async def _dispatch(self) -> None:
         try:
-            while self._waiters or self._pause_ms:
+            while self._waiters or self._pause_ms or self._finished:
                 now = self._clock.monotonic()
                 allowed, soonest = self._candidates(now)
                 if not self._shared.usable():
@@ -191,7 +198,7 @@ class SharedBudget(Budget):
                     elif self._waiters:
                         await self._wait(soonest - now)
                     continue
-                if not allowed and not self._pause_ms:
+                if not allowed and not self._pause_ms and not self._finished:
                     await self._wait(soonest - now)
                     continue
                 name = f"{self._process}:{next(self._names)}"

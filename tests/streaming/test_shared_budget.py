@@ -215,3 +215,19 @@ async def test_a_grant_heard_late_still_counts_from_when_the_platform_got_the_ca
 
     assert len(calls) == 5
     assert most_in_any_window(calls, spec.window) <= spec.rate
+
+
+async def test_a_call_that_came_back_frees_its_shared_slot_though_its_replica_asks_no_more(
+    two: tuple[SharedBudgets, SharedBudgets],
+) -> None:
+    # A replica that answered one question and then sat idle must still tell Redis that its
+    # call came back: until then the call holds the slot for every replica as if in flight,
+    # for up to its arrival bound (Slack: 30 s).
+    spec = BudgetSpec("slack:T1:idle", 1, 0.5)
+    first, second = (budgets.get(spec) for budgets in two)
+    calls: list[float] = []
+    await take(first, urgent(), calls)
+
+    await asyncio.wait_for(take(second, urgent(), calls), timeout=5.0)
+
+    assert calls[1] - calls[0] >= spec.window  # and still a window apart at the platform
