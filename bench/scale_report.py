@@ -54,6 +54,7 @@ def summarize(
         ),
         "peak_rss_mb": max(rss_mb),
         "peak_rss_mb_each": rss_mb,
+        "unanswered": [c for c in convs if not c["exact"]],
     }
 
 

@@ -200,7 +200,13 @@ class ScaleSlack(FakeSlack):
             )
         return {
             "conversations": [
-                {**t.conversation.to_json(), "replica": t.replica} for t, _ in threads
+                {
+                    **t.conversation.to_json(),
+                    "replica": t.replica,
+                    # What an unfinished answer's thread shows: a lost answer or a late one?
+                    "shown": None if t.conversation.exact else "".join(t.texts.values())[-300:],
+                }
+                for t, _ in threads
             ],
             "rate_limited": dict(self.rate_limited),
             "retry_after_violations": len(self.early_calls) - early_before,

@@ -203,6 +203,10 @@ class SharedBudget(Budget):
                     continue
                 name = f"{self._process}:{next(self._names)}"
                 asked = self._clock.monotonic()
+                # A newcomer or a returned call during the round trip sets this again; waiting
+                # would clear it and sleep through them (an answer's next edit, asked for while
+                # its last one was being told to Redis, waited for ever).
+                self._changed.clear()
                 try:
                     granted, wait_ms = await self._ask(sorted(allowed), name)
                 except ERRORS as error:
@@ -210,7 +214,7 @@ class SharedBudget(Budget):
                     continue
                 self._shared.back()
                 if granted is None:
-                    if self._waiters:
+                    if self._waiters and not self._changed.is_set():
                         wait = math.inf if wait_ms < 0 else max(wait_ms, MIN_WAIT_MS) / 1000
                         await self._wait(min(wait, soonest - now))
                     continue

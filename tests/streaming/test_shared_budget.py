@@ -231,3 +231,29 @@ async def test_a_call_that_came_back_frees_its_shared_slot_though_its_replica_as
     await asyncio.wait_for(take(second, urgent(), calls), timeout=5.0)
 
     assert calls[1] - calls[0] >= spec.window  # and still a window apart at the platform
+
+
+async def test_a_write_asked_for_while_redis_hears_of_the_last_one_is_not_forgotten(
+    redis_url: str,
+) -> None:
+    # An answer's edit comes back and the replica tells Redis so; the answer's next edit is
+    # asked for during that round trip. It must go as soon as the window allows, not wait for
+    # some other call in the workspace to wake the budget (the scale bench lost an answer so).
+    from urllib.parse import urlsplit
+
+    address = urlsplit(redis_url)
+    proxy = SlowReplies((address.hostname or "127.0.0.1", address.port or 6379))
+    port = await proxy.start()
+    slow = await process(redis_url.replace(f":{address.port}/", f":{port}/"))
+    try:
+        budget = SharedBudgets(LoopClock(), slow).get(BudgetSpec("slack:T1:next", 10, 1.0))
+        calls: list[float] = []
+        await take(budget, urgent(), calls)
+        proxy.delay = 0.3  # the report of that call is now on its way
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(take(budget, urgent(), calls), timeout=5.0)
+    finally:
+        await slow.close()
+        await proxy.close()
+
+    assert len(calls) == 2
