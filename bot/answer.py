@@ -166,7 +166,7 @@ class Answerer:
             yield prompts.DONT_KNOW
             yield []
         elif key is None:
-            async for item in _passages_only(sources, found.relevant):
+            async for item in _passages_only(sources, found.relevant, workspace):
                 yield item
         else:
             async for item in self._written(question, turns, sources, passages, key):
@@ -261,18 +261,19 @@ class Answerer:
 
 
 async def _passages_only(
-    sources: list[Source], relevant: bool
+    sources: list[Source], relevant: bool, workspace: str
 ) -> AsyncIterator[str | list[Source]]:
     """The keyless answer: the passages when they look relevant, else a plain decline; both end
-    with how to get written answers."""
+    with how to get written answers, from where the question was asked."""
+    outro = prompts.no_key_outro(workspace)
     if not relevant:
-        yield prompts.NO_KEY_DECLINE + "\n\n" + prompts.NO_KEY_OUTRO
+        yield prompts.NO_KEY_DECLINE + "\n\n" + outro
         yield []
         return
     yield prompts.NO_KEY_INTRO + "\n\n"
     for source in sources:
         yield prompts.no_key_passage(source) + "\n\n"
-    yield prompts.NO_KEY_OUTRO
+    yield outro
     yield sources
 
 

@@ -47,6 +47,25 @@ NO_KEY_INTRO = (
 )
 NO_KEY_DECLINE = "I couldn't find that in the documents I answer from."
 NO_KEY_OUTRO = "An admin can set a key with `/setkey` to get written answers with citations."
+# Where `/setkey` isn't the way: each says what the person reading it can do.
+NO_KEY_OUTROS = {
+    "web:": "Set a model API key in Settings to get written answers with citations.",
+    "cli:": "Set `OPENAI_API_KEY` (in `.env` or the environment) to get written answers with "
+    "citations.",
+    # A Discord user install: no server of theirs can hold a key (`/setkey` is for servers).
+    "discord:user:": "Ask in a server whose admins set a key with `/setkey` to get written "
+    "answers with citations.",
+}
+
+
+def no_key_outro(workspace: str) -> str:
+    """How to get written answers, said so the reader of this workspace can act on it."""
+    for prefix, outro in NO_KEY_OUTROS.items():
+        if workspace.startswith(prefix):
+            return outro
+    return NO_KEY_OUTRO
+
+
 # Under an answer that cites no passage (small talk, or the documents don't cover it).
 NO_CITATIONS = "_No sources: this reply cites none of the documents._"
 

@@ -405,3 +405,38 @@ async def test_blank_question_is_an_input_error(
         await run(answerer, "   ")
     await answerer.close()
     assert knowledge.calls == []
+
+
+@pytest.mark.parametrize(
+    ("workspace", "says", "never"),
+    [
+        ("slack:T1", "`/setkey`", "Settings"),
+        ("discord:42", "`/setkey`", "Settings"),
+        ("web:local", "in Settings", "/setkey"),  # the web chat's key form, not a slash command
+        ("discord:user:7", "Ask in a server", "An admin can"),  # a user install holds no key
+    ],
+)
+async def test_without_a_key_the_way_to_written_answers_is_one_the_reader_can_take(
+    fake_settings: Settings,
+    store: Store,
+    fake_openai: FakeOpenAI,
+    workspace: str,
+    says: str,
+    never: str,
+) -> None:
+    texts = []
+    for relevant in (True, False):  # the passages, or the decline: both end with the way
+        knowledge = FakeKnowledge(
+            [FakePassage("shipping.md", None, SHIPPING, 0.9)], relevant=relevant
+        )
+        answerer = make(fake_settings, knowledge, store)
+        deltas, _ = await run(answerer, "how long does shipping take?", workspace=workspace)
+        await answerer.close()
+        texts.append("".join(deltas))
+
+    assert texts[0].startswith(prompts.NO_KEY_INTRO)
+    assert texts[1].startswith(prompts.NO_KEY_DECLINE)
+    for text in texts:
+        last = text.rstrip().splitlines()[-1]
+        assert says in last and never not in last
+    assert fake_openai.requests == []

@@ -140,16 +140,20 @@ async def test_without_a_key_a_paraphrase_shows_its_passage_through_the_local_mo
     assert "[1] expenses.md › Expense reports" in result.out
     sources = result.out.split("\nSources\n", 1)[1].strip().splitlines()
     assert sources[0] == "[1] expenses.md › Expense reports"  # the passages shown are listed
-    assert prompts.NO_KEY_OUTRO in result.out
+    assert prompts.no_key_outro("cli:local") in result.out and "/setkey" not in result.out
     assert fake_openai.requests == []
 
 
-async def test_without_a_key_an_off_topic_question_is_declined_with_the_setkey_hint(
+async def test_without_a_key_an_off_topic_question_is_declined_with_the_way_to_set_a_key(
     workdir: Path, fake_openai: FakeOpenAI
 ) -> None:
     result = await ask(workdir, fake_openai, "what's a good lasagna recipe?", key=None)
     assert result.code == 0, result.err
-    assert result.out.strip() == f"{prompts.NO_KEY_DECLINE}\n\n{prompts.NO_KEY_OUTRO}"
+    # A terminal has no /setkey: it says where the key goes.
+    assert result.out.strip() == (
+        f"{prompts.NO_KEY_DECLINE}\n\nSet `OPENAI_API_KEY` (in `.env` or the environment) to get "
+        "written answers with citations."
+    )
     assert fake_openai.requests == []
 
 
