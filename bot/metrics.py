@@ -9,9 +9,6 @@ not know into "other"), so /metrics says how the bot is doing and nothing about 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -24,7 +21,7 @@ from prometheus_client import (
 
 from bot.errors import ModelError, PlatformRateLimited
 from bot.streaming.budget import Priority
-from bot.surface import BudgetSpec, Final, Surface
+from bot.surface import BudgetSpec, Final, PassThroughSurface, Surface
 
 PLATFORMS = ("slack", "discord", "web", "cli")
 OUTCOMES = ("done", "failed", "cancelled", "refused")
@@ -157,39 +154,14 @@ class Metrics:
         return _Counted(surface, self, platform)
 
 
-class _Counted:
+class _Counted(PassThroughSurface):
     """A surface that counts its writes; everything else passes through unchanged."""
 
     def __init__(self, inner: Surface, metrics: Metrics, platform: str) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._post = metrics.writes.labels(platform, "post")
         self._edit = metrics.writes.labels(platform, "edit")
         self._limited = metrics.rate_limited.labels(platform)
-
-    @property
-    def max_size(self) -> int:
-        return self._inner.max_size
-
-    @property
-    def shows_waiting(self) -> bool:
-        return self._inner.shows_waiting
-
-    @property
-    def edit_budget(self) -> BudgetSpec:
-        return self._inner.edit_budget
-
-    @property
-    def post_budget(self) -> BudgetSpec:
-        return self._inner.post_budget
-
-    def measure(self, text: str) -> int:
-        return self._inner.measure(text)
-
-    def render(self, markdown: str) -> str:
-        return self._inner.render(markdown)
-
-    def footer(self, sources: Sequence[Any]) -> str:
-        return self._inner.footer(sources)
 
     async def post(self, text: str, *, final: Final | None = None) -> str:
         try:

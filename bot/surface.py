@@ -132,3 +132,42 @@ class LimitedSurface:
 
     def footer(self, sources: Sequence[Source]) -> str:
         return sources_markdown(sources)
+
+
+class PassThroughSurface:
+    """`inner` unchanged: a wrapper that changes one thing (counts writes, shows waiting)
+    subclasses this and overrides only that."""
+
+    def __init__(self, inner: Surface) -> None:
+        self._inner = inner
+
+    @property
+    def max_size(self) -> int:
+        return self._inner.max_size
+
+    @property
+    def shows_waiting(self) -> bool:
+        return self._inner.shows_waiting
+
+    @property
+    def edit_budget(self) -> BudgetSpec:
+        return self._inner.edit_budget
+
+    @property
+    def post_budget(self) -> BudgetSpec:
+        return self._inner.post_budget
+
+    def measure(self, text: str) -> int:
+        return self._inner.measure(text)
+
+    def render(self, markdown: str) -> str:
+        return self._inner.render(markdown)
+
+    def footer(self, sources: Sequence[Source]) -> str:
+        return self._inner.footer(sources)
+
+    async def post(self, text: str, *, final: Final | None = None) -> str:
+        return await self._inner.post(text, final=final)
+
+    async def edit(self, message_id: str, text: str, *, final: Final | None = None) -> None:
+        await self._inner.edit(message_id, text, final=final)

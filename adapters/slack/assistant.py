@@ -10,7 +10,7 @@ answer ends, failed or not. Each becomes a tracked task, as every Slack answer d
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt.context.async_context import AsyncBoltContext
@@ -25,9 +25,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.web_api import call_slack, unescape
 from bot.background import Background
-from bot.citations import Source
 from bot.errors import ANSWER_CRASHED, BotError
-from bot.surface import BudgetSpec, Final, Surface
+from bot.surface import PassThroughSurface, Surface
 
 if TYPE_CHECKING:  # types only: importing an adapter loads no index or model
     from bot.core import Core
@@ -55,42 +54,12 @@ def status_shown(surface: Surface) -> Surface:
     return _StatusShown(surface)
 
 
-class _StatusShown:
+class _StatusShown(PassThroughSurface):
     """`inner`, waiting shown by the thread's status; everything else passes through."""
-
-    def __init__(self, inner: Surface) -> None:
-        self._inner = inner
-
-    @property
-    def max_size(self) -> int:
-        return self._inner.max_size
 
     @property
     def shows_waiting(self) -> bool:
         return True
-
-    @property
-    def edit_budget(self) -> BudgetSpec:
-        return self._inner.edit_budget
-
-    @property
-    def post_budget(self) -> BudgetSpec:
-        return self._inner.post_budget
-
-    def measure(self, text: str) -> int:
-        return self._inner.measure(text)
-
-    def render(self, markdown: str) -> str:
-        return self._inner.render(markdown)
-
-    def footer(self, sources: Sequence[Source]) -> str:
-        return self._inner.footer(sources)
-
-    async def post(self, text: str, *, final: Final | None = None) -> str:
-        return await self._inner.post(text, final=final)
-
-    async def edit(self, message_id: str, text: str, *, final: Final | None = None) -> None:
-        await self._inner.edit(message_id, text, final=final)
 
 
 class AssistantThreads:

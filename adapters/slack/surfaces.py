@@ -101,22 +101,6 @@ class SurfaceChoice:
 class MendingSlackSurface(SlackSurface):
     """A `SlackSurface` whose edits stop a message's stream when Slack says it still streams."""
 
-    def __init__(
-        self,
-        client: AsyncWebClient,
-        settings: Settings,
-        *,
-        team: str,
-        channel: str,
-        thread_ts: str,
-        formats: SlackFormats,
-    ) -> None:
-        super().__init__(
-            client, settings, team=team, channel=channel, thread_ts=thread_ts, formats=formats
-        )
-        self._mend_client = client
-        self._mend_channel = channel
-
     async def edit(self, message_id: str, text: str, *, final: Final | None = None) -> None:
         try:
             await super().edit(message_id, text, final=final)
@@ -128,7 +112,7 @@ class MendingSlackSurface(SlackSurface):
         try:
             await call_slack(
                 "chat.stopStream",
-                self._mend_client.chat_stopStream(channel=self._mend_channel, ts=message_id),
+                self._client.chat_stopStream(channel=self._channel, ts=message_id),
             )
         except PlatformError as error:
             if error_code(error) not in NOT_STREAMING:  # it may have timed out meanwhile
