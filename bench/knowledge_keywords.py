@@ -79,8 +79,16 @@ async def _build(url: str, scratch: Path, total: int) -> int:
     settings = _settings(url, scratch / "ingest", knowledge_dir)
     knowledge = Knowledge(settings)
     report = await knowledge.refresh()
+    await add_filler(url, knowledge_dir, total - report.chunks)
+    await knowledge.close()
+    return total
+
+
+async def add_filler(url: str, corpus: Path, filler: int) -> None:
+    """`filler` made-up passages (words drawn with `corpus`'s frequencies, random unit vectors),
+    written into the shared index at `url` as a new version beside what is there."""
     words: Counter[str] = Counter()
-    for document in knowledge_dir.rglob("*.md"):
+    for document in corpus.rglob("*.md"):
         words.update(re.findall(r"[A-Za-z_]{2,}", document.read_text()))
     vocabulary, weights = zip(*words.items(), strict=True)
     storage = SharedStorage(url)
@@ -88,7 +96,6 @@ async def _build(url: str, scratch: Path, total: int) -> int:
     space = manifest.embedding or {}
     rng = random.Random(14)
     vectors_rng = np.random.default_rng(14)
-    filler = total - report.chunks
     for number in range((filler + FILLER_PER_FILE - 1) // FILLER_PER_FILE):
         path = f"filler/doc{number:04d}.md"
         sha = f"{number:064x}"
@@ -113,8 +120,6 @@ async def _build(url: str, scratch: Path, total: int) -> int:
         manifest.files[path] = Entry(sha, 0, 0, [c.id for c in chunks], True)
     await storage.publish(manifest)
     await storage.close()
-    await knowledge.close()
-    return report.chunks + filler
 
 
 def _rss_mb(field: str) -> float:

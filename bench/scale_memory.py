@@ -12,25 +12,18 @@ local model's windows give, written straight into PostgreSQL), on top of the bun
 from __future__ import annotations
 
 import os
-import random
-import re
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
-import numpy as np
 
 from bench.e2e import procs
+from bench.knowledge_keywords import add_filler
 from bench.scale_servers import Servers
-from bot.knowledge.chunking import Chunk
-from bot.knowledge.embeddings import PassageVectors
-from bot.knowledge.files import Entry
-from bot.knowledge.postgres import SharedStorage
 
 CHUNKS_SQL = """
 SELECT count(*) FROM knowledge_chunks c
@@ -38,9 +31,6 @@ JOIN knowledge_files f ON f.path = c.path AND f.sha256 = c.sha256
 JOIN knowledge_current k ON k.version_id = f.version_id
 """
 MODES = ("bm25", "fulltext")
-PER_FILE = 1000  # filler passages per made-up document (knowledge_keywords' figures)
-WORDS = 120
-WINDOWS = 1.6
 
 
 async def build_index(url: str, env: dict[str, str], total: int) -> int:
@@ -50,34 +40,7 @@ async def build_index(url: str, env: dict[str, str], total: int) -> int:
     subprocess.run(
         [sys.executable, "-m", "bot", "ingest"], env=ingest, check=True, capture_output=True
     )
-    words: Counter[str] = Counter()
-    for document in Path(env["KNOWLEDGE_DIR"]).rglob("*.md"):
-        words.update(re.findall(r"[A-Za-z_]{2,}", document.read_text()))
-    vocabulary, weights = zip(*words.items(), strict=True)
-    storage = SharedStorage(url)
-    manifest = await storage.read_manifest()
-    space = manifest.embedding or {}
-    dimensions = 384  # all-MiniLM-L6-v2, the local model
-    rng, vectors_rng = random.Random(14), np.random.default_rng(14)
-    filler = total - await _chunks(url)
-    for number in range((filler + PER_FILE - 1) // PER_FILE):
-        path, sha = f"filler/doc{number:04d}.md", f"{number:064x}"
-        count = min(PER_FILE, filler - number * PER_FILE)
-        chunks = [
-            Chunk(f"filler-{number}-{n}", path, f"Section {n}", "",
-                  " ".join(rng.choices(vocabulary, weights, k=WORDS)))
-            for n in range(count)
-        ]  # fmt: skip
-        await storage.write_chunks(path, sha, chunks)
-        owners = np.asarray(
-            [n for n in range(count) for _ in range(1 + (rng.random() < WINDOWS - 1))], np.int32
-        )
-        matrix = vectors_rng.standard_normal((len(owners), dimensions)).astype(np.float32)
-        matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
-        await storage.write_vectors(path, sha, space, PassageVectors(matrix, owners))
-        manifest.files[path] = Entry(sha, 0, 0, [c.id for c in chunks], True)
-    await storage.publish(manifest)
-    await storage.close()
+    await add_filler(url, Path(env["KNOWLEDGE_DIR"]), total - await _chunks(url))
     return await _chunks(url)
 
 

@@ -28,8 +28,7 @@ import aiohttp
 from aiohttp import web
 
 from bench.e2e.common import Conversation, question_text, shows_answer
-from bench.e2e.procs import until_signalled
-from bench.e2e.slack_platform import POST_LIMIT, UPDATE_LIMIT
+from bench.e2e.slack_platform import POST_LIMIT, UPDATE_LIMIT, serve
 from bot.streaming.editor import MARKER
 from tests.fakes.slack import CLIENT_ID, CLIENT_SECRET, SIGNING_SECRET, FakeSlack
 from tests.fakes.slack.markdown import written
@@ -260,20 +259,6 @@ def control(slack: ScaleSlack) -> web.Application:
     return app
 
 
-async def serve(host: str, port: int, slack: ScaleSlack) -> None:
-    await slack.start()
-    runner = web.AppRunner(control(slack), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    bound_host, bound_port = runner.addresses[0][:2]
-    print(f"BENCH_PLATFORM_URL=http://{bound_host}:{bound_port}", flush=True)
-    try:
-        await until_signalled()
-    finally:
-        await runner.cleanup()
-        await slack.close()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -283,7 +268,8 @@ def main() -> None:
     args = parser.parse_args()
 
     async def run() -> None:
-        await serve(args.host, args.port, ScaleSlack(args.workspaces, args.speedup))
+        slack = ScaleSlack(args.workspaces, args.speedup)
+        await serve(args.host, args.port, slack, control(slack))
 
     asyncio.run(run())
 

@@ -321,9 +321,10 @@ class Control:
         return web.json_response(result)
 
 
-async def serve(host: str, port: int, slack: BenchSlack, control: Control) -> None:
+async def serve(host: str, port: int, slack: FakeSlack, control: web.Application) -> None:
+    """Run `slack` and the orchestrator's `control` routes (printing where) until signalled."""
     await slack.start()
-    runner = web.AppRunner(control.app(), access_log=None)
+    runner = web.AppRunner(control, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     bound_host, bound_port = runner.addresses[0][:2]
@@ -346,7 +347,7 @@ def main() -> None:
 
     async def run() -> None:
         slack = BenchSlack(args.speedup, check_spec=args.check_spec)
-        await serve(args.host, args.port, slack, Control(slack, args.conversations))
+        await serve(args.host, args.port, slack, Control(slack, args.conversations).app())
 
     asyncio.run(run())
 
