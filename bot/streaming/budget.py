@@ -195,6 +195,12 @@ class Budget:
             self._paused_until = until
             log.info("budget %s paused for %.1fs", self.spec.key, seconds)
 
+    def _wake(self) -> None:
+        """Something changed that the dispatcher must look at: tell it, starting it if idle."""
+        self._changed.set()
+        if self._dispatcher is None:
+            self._dispatcher = asyncio.create_task(self._dispatch(), name=f"budget {self.spec.key}")
+
     def _used(self) -> None:
         if self._on_use is not None:
             self._on_use(self)
@@ -213,9 +219,7 @@ class Budget:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiter = _Waiter(rank, next(self._seq), future)
         self._waiters.append(waiter)
-        self._changed.set()
-        if self._dispatcher is None:
-            self._dispatcher = asyncio.create_task(self._dispatch(), name=f"budget {self.spec.key}")
+        self._wake()
         try:
             await future
         except asyncio.CancelledError:

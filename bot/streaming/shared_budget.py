@@ -23,7 +23,6 @@ each process stays within the rate and still honours the 429s the platform sends
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import math
 import uuid
@@ -160,10 +159,7 @@ class SharedBudget(Budget):
     def pause(self, seconds: float) -> None:
         super().pause(seconds)
         self._pause_ms = max(self._pause_ms, max(0.0, seconds) * 1000)
-        # Told now, not with this process's next call: the others must stop at once.
-        self._changed.set()
-        if self._dispatcher is None:
-            self._dispatcher = asyncio.create_task(self._dispatch(), name=f"budget {self.spec.key}")
+        self._wake()  # told now, not with this process's next call: the others must stop at once
 
     def _done(self, call: _Call) -> None:
         super()._done(call)
@@ -179,11 +175,7 @@ class SharedBudget(Budget):
             self._finished.append((call.shared, elapsed, call.unused))
             # Told now, not with this process's next call: until Redis hears, the call holds
             # its slot for every replica as if still in flight (up to its arrival bound).
-            self._changed.set()
-            if self._dispatcher is None:
-                self._dispatcher = asyncio.create_task(
-                    self._dispatch(), name=f"budget {self.spec.key}"
-                )
+            self._wake()
 
     async def _dispatch(self) -> None:
         try:
