@@ -13,7 +13,7 @@ from adapters.discord.handover import POINTER
 from bot.settings import Settings
 from tests.discord.discord_rig import Server, discord_settings, running_bot
 from tests.discord.test_discord import buttons, set_key
-from tests.fakes.discord import FakeDiscord
+from tests.fakes.discord import FakeDiscord, Interaction
 from tests.fakes.openai import FakeOpenAI
 
 POINTER_START = POINTER.split("{link}")[0]
@@ -29,6 +29,26 @@ def channel_answer(fake: FakeDiscord, channel_id: str, reply_to: str) -> list[di
     ]
 
 
+async def ask_until_switched(
+    fake: FakeDiscord, server: Server
+) -> tuple[Interaction, str, list[dict[str, Any]]]:
+    """/ask "How do I deploy?" in `server`; the interaction, its reply's id, and the channel
+    messages the answer went on in, once the last of them carries the feedback buttons."""
+    asked = await fake.slash(
+        server.guild_id, server.channel_id, server.member, "ask", question="How do I deploy?"
+    )
+    original = await fake.wait_for(lambda: asked.original_id)
+    rest = await fake.wait_for(
+        lambda: (
+            (found := channel_answer(fake, server.channel_id, original))
+            and buttons(found[-1])
+            and found
+        ),
+        30,
+    )
+    return asked, original, rest
+
+
 async def test_an_answer_outliving_the_token_moves_to_a_channel_message_and_loses_nothing(
     fake: FakeDiscord, fake_openai: FakeOpenAI, servers: list[Server], fake_settings: Settings
 ) -> None:
@@ -39,18 +59,7 @@ async def test_an_answer_outliving_the_token_moves_to_a_channel_message_and_lose
     async with running_bot(settings, fake) as bot:
         await set_key(bot, alpha)
         fake_openai.reply("Deploy with make release:", *words, " done [1].", interval=0.1)
-        asked = await fake.slash(
-            alpha.guild_id, alpha.channel_id, alpha.member, "ask", question="How do I deploy?"
-        )
-        original = await fake.wait_for(lambda: asked.original_id)
-        rest = await fake.wait_for(
-            lambda: (
-                (found := channel_answer(fake, alpha.channel_id, original))
-                and buttons(found[-1])
-                and found
-            ),
-            30,
-        )
+        asked, original, rest = await ask_until_switched(fake, alpha)
         reply = fake.messages[original]["content"]
         head, pointer = reply.split(POINTER_START)
         link = f"https://discord.com/channels/{alpha.guild_id}/{alpha.channel_id}/{rest[0]['id']}"
@@ -80,18 +89,7 @@ async def test_a_switch_inside_a_code_block_closes_it_in_the_reply_and_reopens_i
     async with running_bot(settings, fake) as bot:
         await set_key(bot, alpha)
         fake_openai.reply("Run this [1]:\n\n```python", *lines, "\n```\n", interval=0.1)
-        asked = await fake.slash(
-            alpha.guild_id, alpha.channel_id, alpha.member, "ask", question="How do I deploy?"
-        )
-        original = await fake.wait_for(lambda: asked.original_id)
-        rest = await fake.wait_for(
-            lambda: (
-                (found := channel_answer(fake, alpha.channel_id, original))
-                and buttons(found[-1])
-                and found
-            ),
-            30,
-        )
+        _, original, rest = await ask_until_switched(fake, alpha)
     head = fake.messages[original]["content"].split(POINTER_START)[0]
     assert head.count("```") == 2  # the block the switch fell in is closed in the reply
     assert rest[0]["content"].startswith("```python\n")  # and reopened where it goes on
@@ -121,18 +119,7 @@ async def test_a_429_on_the_switch_is_retried_and_the_switch_still_happens(
     async with running_bot(settings, fake) as bot:
         await set_key(bot, alpha)
         fake_openai.reply("Deploy:", *words, " done [1].", interval=0.1)
-        asked = await fake.slash(
-            alpha.guild_id, alpha.channel_id, alpha.member, "ask", question="How do I deploy?"
-        )
-        original = await fake.wait_for(lambda: asked.original_id)
-        rest = await fake.wait_for(
-            lambda: (
-                (found := channel_answer(fake, alpha.channel_id, original))
-                and buttons(found[-1])
-                and found
-            ),
-            30,
-        )
+        _, original, rest = await ask_until_switched(fake, alpha)
     assert refused == [alpha.channel_id]
     head = fake.messages[original]["content"].split(POINTER_START)[0]
     shown = " ".join([head, *(m["content"] for m in rest)]).split()
