@@ -171,11 +171,19 @@ class AnswerStream:
             log.warning("text pushed after the answer ended; ignored")
             return
         now = self._clock.monotonic()
-        if self.timings.first_delta is None:
+        first = self.timings.first_delta is None
+        if first:
             self.timings.first_delta = now
             self._urgent_since = now
         self._chunks.append(delta)
         self._wake.set()
+        if first:
+            # A queued placeholder (or interim edit) is now the answer's first text, which
+            # outranks it: a placeholder waiting for the pacing's next token must not keep the
+            # first words back until then (three DMs at once on Slack's 20-a-minute stream
+            # starts waited 3 s so, or the whole answer).
+            self._edit_budget.reconsider()
+            self._post_budget.reconsider()
 
     async def finish(self, footer_markdown: str, final: Final) -> None:
         """Done: marker removed, `footer_markdown` appended; returns once delivered or given

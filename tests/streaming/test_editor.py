@@ -519,3 +519,25 @@ def test_closing_gives_up_on_a_platform_that_does_not_answer() -> None:
         assert clock.monotonic() == pytest.approx(12.0)
 
     run(main)
+
+
+def test_a_placeholder_waiting_for_its_turn_goes_out_with_the_first_text_at_once() -> None:
+    async def main(clock: VirtualClock) -> None:
+        # A slow post budget (Slack's chat.startStream: 20 a minute): two placeholders go at
+        # once, the third waits for the pacing's next token, 3 s later.
+        starts = BudgetSpec("slack:T1:chat.startStream", 20, 60.0)
+        editor = Editor(clock=clock)
+        surfaces = [FakeSurface(clock, post_budget=starts) for _ in range(3)]
+        streams = [editor.stream(s) for s in surfaces]
+        for stream in streams:
+            await stream.start()
+        await clock.sleep(0.5)
+        assert surfaces[2].calls == []  # its placeholder is still queued
+        streams[2].push("Hello")  # its first text: urgent, not paced
+        await clock.sleep(0.1)
+        first = surfaces[2].calls[0]
+        assert first.text.startswith("Hello") and first.at == 0.5
+        for stream in streams:
+            await stream.finish("", Final(1))
+
+    run(main)
